@@ -51,7 +51,7 @@ setup(
             "sacrebleu==2.6.0",
             "tensorboardX==2.6.5",
         ],
-        "test": ["pytest==9.2.0", "hypothesis==6.170.15"],
+        "test": ["pytest==9.2.0", "hypothesis==6.170.15", "gcp-storage-emulator==2026.7.19"],
     },
     entry_points={"console_scripts": ["flanforge=flanforge.beam_pipelines.cli:main"]},
 )

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
 
-from flanforge.beam_pipelines.shards import join_path, write_bytes
+from flanforge.beam_pipelines.storage import join_path, write_bytes
 
 
 def dead_letter_path(task: str) -> str:

@@ -13,7 +13,7 @@ import apache_beam as beam
 
 from flanforge.beam_pipelines.catalog import TaskSpec
 from flanforge.beam_pipelines.config import BuildConfig
-from flanforge.beam_pipelines.shards import join_path, write_bytes
+from flanforge.beam_pipelines.storage import join_path, write_bytes
 from flanforge.schemas.manifest import (
     COUNTERS,
     MANIFEST_NAME,

@@ -7,17 +7,16 @@ target shard size. Every expected shard is written, even an empty one, so `-of-N
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import os
 from typing import Any, Iterable, Iterator, Mapping
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 
 from flanforge.beam_pipelines.counting import COUNTS, CountingDoFn
 from flanforge.beam_pipelines.hashing import bucket_of
+from flanforge.beam_pipelines.storage import join_path, write_bytes
 from flanforge.schemas.records import RECORD_FIELDS, arrow_schema
 
 FORMATS = {"tfrecord": "tfrecord", "parquet": "parquet"}  # format -> file extension
@@ -34,19 +33,6 @@ def approx_bytes(record: Mapping[str, Any]) -> int:
 
 def shard_count(total_bytes: int, target_shard_bytes: int) -> int:
     return max(1, math.ceil(total_bytes / target_shard_bytes))
-
-
-def join_path(root: str, relative: str) -> str:
-    return FileSystems.join(root, *relative.split("/"))
-
-
-def write_bytes(path: str, data: bytes) -> str:
-    """Write a whole file through Beam's filesystems (local or gs://); return its sha256."""
-    if "://" not in path:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-    with FileSystems.create(path) as f:
-        f.write(data)
-    return hashlib.sha256(data).hexdigest()
 
 
 def encode_parquet(records: list[dict[str, Any]]) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
@@ -178,14 +179,24 @@ def accounting_errors(tasks: dict[str, TaskEntry]) -> list[str]:
     return errors
 
 
-def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in root:
-        return pafs.FileSystem.from_uri(root)
-    return pafs.LocalFileSystem(), root
+def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """pyarrow filesystem + path for a local path or a gs:// (or other pyarrow-known) URI.
+
+    Under STORAGE_EMULATOR_HOST (a local GCS emulator, as in the tests) gs:// goes to the emulator
+    anonymously, as google-cloud-storage and Beam do; pyarrow does not read that variable itself.
+    """
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if uri.startswith("gs://") and emulator:
+        scheme, _, host = emulator.rpartition("://")
+        fs = pafs.GcsFileSystem(anonymous=True, scheme=scheme or "http", endpoint_override=host)
+        return fs, uri[len("gs://"):]
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
 
 
 def read_bytes(uri: str) -> bytes:
-    fs, path = _filesystem(uri)
+    fs, path = open_filesystem(uri)
     try:
         with fs.open_input_stream(path) as f:
             return f.read()

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from flanforge.schemas.manifest import Manifest, ManifestError, ShardInfo, read_manifest, verify_shards
+from flanforge.schemas.manifest import Manifest, ManifestError, ShardInfo, open_filesystem, read_manifest, verify_shards
 from flanforge.training.errors import TrainingInputError
 
 TRAIN_SPLIT = "train"
@@ -43,11 +43,6 @@ class Example:
     inputs: str
     targets: str
     task: str
-
-
-def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """pyarrow filesystem + path for a local path or a gs:// (or any pyarrow-known) URI."""
-    return pafs.FileSystem.from_uri(uri if "://" in uri else os.path.abspath(uri))
 
 
 def open_corpus(uri: str, fmt: str) -> Manifest:

@@ -1,0 +1,126 @@
+"""Where a build's files live: local paths and gs:// through Beam's FileSystems.
+
+Every read of a source and every write of an output goes through here, so a build reads and writes
+Cloud Storage the same way it does local disk, on the launcher and on workers alike. Two things
+need care beyond FileSystems itself:
+
+* A local GCS emulator (`STORAGE_EMULATOR_HOST`, e.g. `gcp-storage-emulator`) accepts anonymous
+  requests, but Beam first looks for Google credentials and retries for ~27 s per process when
+  there are none. `use_emulator_credentials` makes Beam connect anonymously in that case; it is
+  called before every FileSystems access, so worker processes get it too.
+* A missing bucket or a permission problem should stop a build before any work is launched, with
+  one line that says what to fix (`check_output_location`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+
+
+class StorageError(ValueError):
+    """A location cannot be used (no such bucket, no permission); raised before the pipeline runs."""
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str
+    size: int
+    mtime: float  # seconds since the epoch, as the filesystem reports it
+
+
+def use_emulator_credentials() -> None:
+    """Under STORAGE_EMULATOR_HOST, make Beam's GCS client anonymous instead of hunting for credentials."""
+    if not os.environ.get(EMULATOR_ENV):
+        return
+    from apache_beam.internal.gcp import auth
+
+    # Beam caches "no credentials" per process; setting the cache skips its retrying lookup.
+    # (Beam has no public switch for this: --no_auth is not read by its GCS client.)
+    with auth._Credentials._credentials_lock:
+        if not auth._Credentials._credentials_init:
+            auth._Credentials._credentials = None
+            auth._Credentials._credentials_init = True
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def bucket_of(path: str) -> str | None:
+    """The bucket of a gs:// path, else None."""
+    if not path.startswith("gs://"):
+        return None
+    return path[len("gs://"):].split("/", 1)[0]
+
+
+def has_glob(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def match_files(pattern: str) -> list[FileInfo]:
+    """Files a path or glob names, sorted by path; [] when nothing matches (a missing bucket raises)."""
+    use_emulator_credentials()
+    if not is_remote(pattern) and not has_glob(pattern) and not os.path.isfile(pattern):
+        return []
+    try:
+        result = FileSystems.match([pattern])[0]
+    except Exception as e:  # Beam wraps every backend error in BeamIOError
+        if not has_glob(pattern) and not is_remote(pattern):
+            return []
+        raise StorageError(f"cannot list {pattern}: {_first_line(e)}") from None
+    return sorted(
+        (FileInfo(m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in result.metadata_list if not m.path.endswith("/")),
+        key=lambda f: f.path,
+    )
+
+
+def open_read(path: str) -> BinaryIO:
+    """A seekable binary reader, never decompressing (formats decide that themselves)."""
+    use_emulator_credentials()
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def join_path(root: str, relative: str) -> str:
+    """root + a '/'-separated relative path, in root's own filesystem."""
+    return FileSystems.join(root, *relative.split("/"))
+
+
+def write_bytes(path: str, data: bytes) -> str:
+    """Write a whole file in one go and return its sha256 (local dirs are created; a GCS upload is atomic)."""
+    use_emulator_credentials()
+    if not is_remote(path):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_output_location(path: str) -> None:
+    """Fail up front, in one line, when a gs:// output's bucket is missing or not ours to write."""
+    bucket = bucket_of(path)
+    if bucket is None:
+        return
+    from google.api_core import exceptions
+    from google.cloud import storage
+
+    client = storage.Client.create_anonymous_client() if os.environ.get(EMULATOR_ENV) else storage.Client()
+    try:
+        found = client.lookup_bucket(bucket)
+    except exceptions.Forbidden:
+        raise StorageError(
+            f"--output {path}: no permission to use bucket {bucket}; grant your account (or the Dataflow "
+            f"service account) roles/storage.objectAdmin on it"
+        ) from None
+    if found is None:
+        raise StorageError(f"--output {path}: bucket {bucket} does not exist; create it with `gcloud storage buckets create gs://{bucket}`")
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
