@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Iterable, TextIO
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -11,6 +11,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentP
 
 from flanforge.beam_pipelines.catalog import SpecError, TaskSpec, load_catalog
 from flanforge.beam_pipelines.config import EVAL_ZEROSHOT, BuildConfig
+from flanforge.beam_pipelines.incremental import CachePlan, plan_cache, task_fingerprint
+from flanforge.beam_pipelines.manifest import VERSION
 from flanforge.beam_pipelines.options import BuildOptions
 from flanforge.beam_pipelines.pipeline import build_pipeline
 from flanforge.beam_pipelines.render import CompiledTask
@@ -43,8 +45,12 @@ def _full_parser() -> _BeamArgumentParser:
 @dataclass(frozen=True)
 class BuildPlan:
     tasks: list[TaskSpec]
-    shards: list[SourceShard]
+    shards: dict[str, list[SourceShard]]  # task -> its read shards
     excluded_clusters: tuple[str, ...]  # kept out of the build because of held-out clusters
+    fingerprints: dict[str, str]  # task -> hash of what its render depends on (see incremental.py)
+
+    def shards_of(self, tasks: Iterable[str]) -> list[SourceShard]:
+        return [s for t in sorted(tasks) for s in self.shards[t]]
 
 
 def plan_build(config: BuildConfig) -> BuildPlan:
@@ -58,16 +64,23 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     held = set(config.holdout_clusters)
     excluded = catalog.excluded_by_holdout(held) - held
     tasks = [t for t in selected if t.cluster not in excluded]
-    shards = []
+    shards = {}
     for t in tasks:
         CompiledTask(t)  # a template that does not compile stops the build before any work
         splits = {"validation": EVAL_ZEROSHOT} if t.cluster in held else None
-        shards += plan_reads(t, demo=config.demo, overrides=config.sources.get(t.name, {}), splits=splits)
-    return BuildPlan(tasks, shards, tuple(sorted(excluded)))
+        shards[t.name] = plan_reads(t, demo=config.demo, overrides=config.sources.get(t.name, {}), splits=splits)
+    fingerprints = {t.name: task_fingerprint(t, shards[t.name], config, VERSION) for t in tasks}
+    return BuildPlan(tasks, shards, tuple(sorted(excluded)), fingerprints)
+
+
+def prepare_output(config: BuildConfig, plan: BuildPlan) -> CachePlan:
+    """Unpublish the previous build and decide which tasks' cached renders this one reuses."""
+    clear_output(config.output)
+    return plan_cache(config.output, plan.fingerprints, incremental=config.incremental)
 
 
 def clear_output(output: str) -> None:
-    """Unpublish the previous build (manifest first), then remove its files."""
+    """Unpublish the previous build (manifest first), then remove its files (the render cache stays)."""
     manifest = FileSystems.join(output, MANIFEST_NAME)
     if FileSystems.exists(manifest):
         FileSystems.delete([manifest])
@@ -78,9 +91,9 @@ def clear_output(output: str) -> None:
 
 def run_build(config: BuildConfig, options: PipelineOptions) -> Manifest:
     plan = plan_build(config)
-    clear_output(config.output)
+    cache = prepare_output(config, plan)
     with beam.Pipeline(options=options) as p:
-        build_pipeline(p, config, plan.tasks, plan.shards, plan.excluded_clusters)
+        build_pipeline(p, config, plan.tasks, plan.shards_of(cache.to_render), plan.excluded_clusters, cache)
     return read_manifest(config.output)
 
 

@@ -37,6 +37,7 @@ class BuildConfig:
     mixing_rate_cap: int = DEFAULT_MIXING_RATE_CAP
     few_shot: int = 0  # K > 0: every train render also gets a variant preceded by K exemplars
     few_shot_separator: str = "\n\n"
+    incremental: bool = True  # reuse unchanged tasks' rendered records from the output's cache
 
     def __post_init__(self) -> None:
         if not self.output:

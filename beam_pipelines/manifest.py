@@ -13,6 +13,7 @@ import apache_beam as beam
 
 from flanforge.beam_pipelines.catalog import TaskSpec
 from flanforge.beam_pipelines.config import BuildConfig
+from flanforge.beam_pipelines.incremental import CachePlan
 from flanforge.beam_pipelines.storage import join_path, write_bytes
 from flanforge.schemas.manifest import (
     COUNTERS,
@@ -39,6 +40,7 @@ def assemble_manifest(
     counts: Iterable[tuple[tuple[str, str], int]],
     shards: Iterable[dict[str, Any]],
     dead_letters: Iterable[dict[str, Any]],
+    cache: CachePlan | None = None,
 ) -> Manifest:
     per_task: dict[str, dict[str, int]] = {}
     by_split: dict[str, dict[str, int]] = {}
@@ -54,6 +56,8 @@ def assemble_manifest(
             counts={c: per_task.get(t.name, {}).get(c, 0) for c in COUNTERS},
             written_by_split=dict(sorted(by_split.get(t.name, {}).items())),
             mixing_weight=min(by_split.get(t.name, {}).get("train", 0), config.mixing_rate_cap),
+            fingerprint=cache.fingerprints.get(t.name, "") if cache else "",
+            from_cache=bool(cache) and t.name in cache.reused_tasks,
         )
         for t in tasks
     }
@@ -76,18 +80,26 @@ def encode_manifest(manifest: Manifest) -> bytes:
 class WriteManifest(beam.PTransform):
     """(shard infos, counts, dead-letter infos) -> manifest.json under the output root."""
 
-    def __init__(self, config: BuildConfig, tasks: list[TaskSpec], excluded_clusters: tuple[str, ...]):
+    def __init__(
+        self,
+        config: BuildConfig,
+        tasks: list[TaskSpec],
+        excluded_clusters: tuple[str, ...],
+        cache: CachePlan | None = None,
+    ):
         super().__init__()
         self._config = config
         self._tasks = tasks
         self._excluded = excluded_clusters
+        self._cache = cache
 
     def expand(self, inputs: tuple[beam.PCollection, beam.PCollection, beam.PCollection]) -> beam.PCollection:
         shards, counts, dead = inputs
         config, tasks, excluded = self._config, self._tasks, self._excluded
+        cache = self._cache
 
         def write(_: Any, shard_list: list, count_list: list, dead_list: list) -> Iterator[str]:
-            manifest = assemble_manifest(config, tasks, excluded, count_list, shard_list, dead_list)
+            manifest = assemble_manifest(config, tasks, excluded, count_list, shard_list, dead_list, cache)
             errors = accounting_errors(manifest.tasks)
             if errors:
                 raise AccountingError("rows unaccounted for; not publishing:\n" + "\n".join(errors))

@@ -66,6 +66,11 @@ class BuildOptions(PipelineOptions):
             "--target-shard-bytes", "--target_shard_bytes", dest="target_shard_bytes", type=int,
             help="approximate size of one output shard (default: 128 MiB)",
         )
+        group.add_argument(
+            "--no-incremental", "--no_incremental", dest="incremental", action="store_false", default=None,
+            help="read and render every task, and keep no render cache (.flanforge_cache/ under --output); "
+            "by default a rebuild into the same output reuses the renders of unchanged tasks",
+        )
         group.add_argument("--demo", action="store_true", help="build from the sample rows bundled in each spec (offline)")
         group.add_argument(
             "--source", action="append", metavar="TASK[:SPLIT]=PATH_OR_GLOB",
@@ -88,6 +93,7 @@ class BuildOptions(PipelineOptions):
             "options_variants": self.options_variants,
             "mixing_rate_cap": self.mixing_rate_cap,
             "few_shot": self.few_shot,
+            "incremental": self.incremental,
             "few_shot_separator": None if self.few_shot_separator is None else self.few_shot_separator.encode().decode("unicode_escape"),
         }
         settings.update({k: v for k, v in given.items() if v is not None})

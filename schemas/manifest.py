@@ -68,6 +68,10 @@ class TaskEntry:
     written_by_split: dict[str, int] = field(default_factory=dict)
     # Examples-proportional mixing weight for training: min(train examples, the build's rate cap).
     mixing_weight: int = 0
+    # Hash of what the task's rendering depends on (spec, source files, render settings); a later
+    # build into the same output reuses the task's rendered records while it is unchanged.
+    fingerprint: str = ""
+    from_cache: bool = False  # this build reused the cached render instead of reading and rendering
 
 
 @dataclass(frozen=True)
