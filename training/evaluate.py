@@ -24,7 +24,7 @@ from flanforge.training.data import check_clusters, eval_split, open_corpus, rea
 from flanforge.training.devices import DataParallel, detect, use_precision
 from flanforge.training.errors import TrainingInputError
 from flanforge.training.features import BatchLayout, TokenizedExample, make_batch, tokenize, tokenize_all
-from flanforge.training.model import TINY, LanguageModel, check_preset
+from flanforge.training.model import TINY, LanguageModel, ModelSettings, check_preset
 from flanforge.training.tokenizer import Tokenizer, load_tokenizer, train_tiny_tokenizer
 from flanforge.training.train import TINY_TOKENIZER_FILE, corpus_texts, load_model
 
@@ -50,22 +50,15 @@ class EvalExample:
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(ModelSettings):
     data: str
     checkpoint: str  # a run directory, one checkpoint directory, or "none" (the untuned preset)
     fmt: str = "parquet"
     clusters: tuple[str, ...] = ()  # default: the run's held-out clusters
-    model: str = "t5"
-    preset: str = TINY
-    tokenizer: str | None = None
-    seq_len_inputs: int = 512
-    seq_len_targets: int = 128
-    batch_size: int = 32
     max_examples_per_template: int | None = None
     baseline: bool = True  # also score the untuned model
     output: str | None = None
     seed: int = 0
-    precision: str = "auto"
 
 
 def load_eval_examples(manifest: Manifest, fmt: str, clusters: Sequence[str], max_per_template: int | None) -> list[EvalExample]:

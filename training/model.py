@@ -21,6 +21,21 @@ TINY = "tiny"
 TINY_CONFIG = {"num_layers": 2, "num_heads": 2, "hidden_dim": 64, "intermediate_dim": 128, "dropout": 0.0}
 
 
+@dataclass(frozen=True, kw_only=True)
+class ModelSettings:
+    """The model and input shape, shared by `flanforge train` and `flanforge evaluate` configs.
+
+    Keyword-only, so configs that extend it keep their own required fields first."""
+
+    model: str = "t5"
+    preset: str = TINY
+    tokenizer: str | None = None
+    seq_len_inputs: int = 512
+    seq_len_targets: int = 128
+    batch_size: int = 32
+    precision: str = "auto"
+
+
 class ModelConfigError(TrainingInputError):
     """The model cannot be built as asked (unknown preset, vocabulary or length mismatch)."""
 

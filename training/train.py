@@ -32,7 +32,7 @@ from flanforge.training.data import (
 from flanforge.training.devices import Accelerator, DataParallel, detect, use_precision
 from flanforge.training.errors import TrainingInputError
 from flanforge.training.features import BatchLayout, SequenceLengths, TokenizedExample, TokenizedMixture, make_batch, next_batch
-from flanforge.training.model import TINY, LanguageModel, build_model, check_preset
+from flanforge.training.model import TINY, LanguageModel, ModelSettings, build_model, check_preset
 from flanforge.training.tokenizer import Tokenizer, load_tokenizer, train_tiny_tokenizer
 
 TOKENIZER_DIR = "tokenizer"
@@ -51,18 +51,12 @@ class BatchTooLargeError(TrainingInputError):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ModelSettings):
     data: str
     output: str
     fmt: str = "parquet"
     holdout_clusters: tuple[str, ...] = ()
-    model: str = "t5"
-    preset: str = TINY
-    tokenizer: str | None = None
     steps: int = 1000
-    batch_size: int = 32
-    seq_len_inputs: int = 512
-    seq_len_targets: int = 128
     learning_rate: float = 1e-4
     mixing: str = "examples_proportional"
     rate_cap: int | None = 3000
@@ -71,7 +65,6 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     log_every: int = 10
-    precision: str = "auto"
     verify_sha256: bool = False
     resume: bool = False
     run_eagerly: bool = False
