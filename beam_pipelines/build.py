@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Iterable, TextIO
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from flanforge.beam_pipelines.catalog import SpecError, TaskSpec, load_catalog
@@ -16,6 +15,7 @@ from flanforge.beam_pipelines.manifest import VERSION
 from flanforge.beam_pipelines.options import BuildOptions
 from flanforge.beam_pipelines.pipeline import build_pipeline
 from flanforge.beam_pipelines.render import CompiledTask
+from flanforge.beam_pipelines.storage import delete, delete_tree, exists, join_path
 from flanforge.beam_pipelines.sources import SourceError, SourceShard, plan_reads
 from flanforge.schemas.manifest import MANIFEST_NAME, Manifest, read_manifest
 
@@ -81,12 +81,11 @@ def prepare_output(config: BuildConfig, plan: BuildPlan) -> CachePlan:
 
 def clear_output(output: str) -> None:
     """Unpublish the previous build (manifest first), then remove its files (the render cache stays)."""
-    manifest = FileSystems.join(output, MANIFEST_NAME)
-    if FileSystems.exists(manifest):
-        FileSystems.delete([manifest])
-    stale = [FileSystems.join(output, d) for d in OUTPUT_DIRS if FileSystems.exists(FileSystems.join(output, d))]
-    if stale:
-        FileSystems.delete(stale)
+    manifest = join_path(output, MANIFEST_NAME)
+    if exists(manifest):
+        delete([manifest])
+    for d in OUTPUT_DIRS:
+        delete_tree(join_path(output, d))
 
 
 def run_build(config: BuildConfig, options: PipelineOptions) -> Manifest:

@@ -29,7 +29,6 @@ from typing import Any, Iterable, Iterator, Mapping
 import apache_beam as beam
 import pyarrow.parquet as pq
 import xxhash
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
@@ -40,7 +39,7 @@ from flanforge.beam_pipelines.counting import COUNTS, DEAD_LETTERS
 from flanforge.beam_pipelines.dead_letters import encode_dead_letters
 from flanforge.beam_pipelines.shards import encode_parquet
 from flanforge.beam_pipelines.sources import SourceShard
-from flanforge.beam_pipelines.storage import is_remote, join_path, match_files, open_read, write_bytes
+from flanforge.beam_pipelines.storage import delete, is_remote, join_path, match_files, open_read, write_bytes
 
 CACHE_DIR = ".flanforge_cache"
 INDEX_NAME = "index.json"
@@ -156,8 +155,7 @@ def discard_entries(output: str, fingerprints: Mapping[str, str], *, keep_curren
     ]
     # Object stores have no directories to remove; on local disk the entry's folder goes as a whole.
     targets = [p for _, paths in stale for p in paths] if is_remote(output) else [folder for folder, _ in stale]
-    if targets:
-        FileSystems.delete(targets)
+    delete(targets)
 
 
 def index_bytes(files: Iterable[Mapping[str, Any]], counts: Mapping[str, int]) -> bytes:

@@ -81,6 +81,29 @@ def match_files(pattern: str) -> list[FileInfo]:
     )
 
 
+def exists(path: str) -> bool:
+    use_emulator_credentials()
+    return FileSystems.exists(path)
+
+
+def delete(paths: list[str]) -> None:
+    """Delete files or (local) directories with everything under them."""
+    use_emulator_credentials()
+    if paths:
+        FileSystems.delete(paths)
+
+
+def delete_tree(path: str) -> None:
+    """Delete everything under a directory or object prefix; nothing there is fine.
+
+    GCS has no directories: `exists` is false for a prefix, and only a trailing '/' makes Beam
+    delete everything under it."""
+    if is_remote(path):
+        delete([path.rstrip("/") + "/"])
+    elif exists(path):
+        delete([path])
+
+
 def open_read(path: str) -> BinaryIO:
     """A seekable binary reader, never decompressing (formats decide that themselves)."""
     use_emulator_credentials()

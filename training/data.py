@@ -10,7 +10,6 @@ and a resumed run continues with the very next example.
 """
 from __future__ import annotations
 
-import os
 import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
