@@ -3,11 +3,14 @@
 Specs are contributed data, so every load validates them against
 `schemas/task_spec.schema.json` and a few cross-file rules (file name = task name, folder =
 cluster, unique template ids), and reports every problem at once, each naming the file and,
-where there is one, the template and field. Nothing here imports Beam.
+where there is one, the template and field. A templates directory may also be a gs:// prefix (a
+catalog kept next to the data a Dataflow job reads); only then is Beam's storage layer imported,
+so `flanforge validate` on local specs stays instant.
 """
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -48,6 +51,8 @@ class SourceSpec:
     data_files: Any = None
     tfds: str | None = None
     id_field: str | None = None
+    revision: str | None = None
+    data_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,8 @@ def parse_task_spec(data: Any, path: str, validator: jsonschema.Draft202012Valid
             data_files=src.get("data_files"),
             tfds=src.get("tfds"),
             id_field=src.get("id_field"),
+            revision=src.get("revision"),
+            data_dir=src.get("data_dir"),
         ),
         templates=tuple(TemplateSpec(**t) for t in data["templates"]),
         samples=tuple(data["samples"]),
@@ -173,16 +180,80 @@ def parse_task_spec(data: Any, path: str, validator: jsonschema.Draft202012Valid
     )
 
 
-def _load_yaml(path: Path) -> Any:
+def _is_remote(path: str) -> bool:
+    """storage.is_remote, without importing Beam for local catalogs."""
+    return "://" in path
+
+
+def _root(templates_dir: str | Path | None) -> str:
+    """The templates directory as a string without a trailing slash (local paths normalised)."""
+    if templates_dir is None:
+        return str(TEMPLATES_DIR)
+    text = str(templates_dir)
+    return text.rstrip("/") if _is_remote(text) else str(Path(text))
+
+
+def _join(root: str, *parts: str) -> str:
+    return posixpath.join(root, *parts) if _is_remote(root) else str(Path(root, *parts))
+
+
+def _glob(root: str, pattern: str) -> list[str]:
+    """Files under root matching a '/'-separated pattern whose '*' stays within one folder level, sorted."""
+    if not _is_remote(root):
+        return sorted(str(p) for p in Path(root).glob(pattern) if p.is_file())
+    from flanforge.beam_pipelines.storage import match_files
+
+    depth = pattern.count("/")
+    # Cloud Storage globs let '*' match '/', so keep only names at the pattern's depth.
+    return [f.path for f in match_files(_join(root, pattern)) if f.path[len(root) + 1:].count("/") == depth]
+
+
+def _is_file(path: str) -> bool:
+    if not _is_remote(path):
+        return Path(path).is_file()
+    from flanforge.beam_pipelines.storage import match_files
+
+    return any(f.path == path for f in match_files(path))
+
+
+def _is_dir(root: str) -> bool:
+    if not _is_remote(root):
+        return Path(root).is_dir()
+    from flanforge.beam_pipelines.storage import StorageError, match_files
+
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return bool(match_files(_join(root, "*")))
+    except StorageError:  # e.g. no such bucket: for a templates directory, the same as "not found"
+        return False
+
+
+def _read_text(path: str) -> str:
+    if not _is_remote(path):
+        return Path(path).read_text(encoding="utf-8")
+    from flanforge.beam_pipelines.storage import open_read
+
+    with open_read(path) as f:
+        return f.read().decode("utf-8")
+
+
+def _stem(path: str) -> str:
+    return posixpath.splitext(posixpath.basename(path))[0]
+
+
+def _folder(path: str) -> str:
+    return posixpath.basename(posixpath.dirname(path))
+
+
+def _load_yaml(path: str) -> Any:
+    try:
+        return yaml.safe_load(_read_text(path))
     except yaml.YAMLError as e:
         raise SpecError([f"{path}: not valid YAML: {e}"]) from None
 
 
-def _load_clusters(root: Path) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
-    path = root / CLUSTERS_FILE
-    if not path.is_file():
+def _load_clusters(root: str) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
+    path = _join(root, CLUSTERS_FILE)
+    if not _is_file(path):
         raise SpecError([f"{path}: missing: a templates directory needs a {CLUSTERS_FILE} listing its clusters"])
     data = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("clusters"), dict):
@@ -197,26 +268,26 @@ def _load_clusters(root: Path) -> tuple[dict[str, str], tuple[tuple[str, str], .
 
 
 def load_catalog(templates_dir: str | Path | None = None) -> Catalog:
-    """Load clusters.yaml and every templates/<cluster>/<task>.yaml; raise SpecError listing all problems."""
-    root = Path(templates_dir) if templates_dir else TEMPLATES_DIR
-    if not root.is_dir():
+    """Load clusters.yaml and every templates/<cluster>/<task>.yaml (local or gs://); raise SpecError listing all problems."""
+    root = _root(templates_dir)
+    if not _is_dir(root):
         raise SpecError([f"{root}: templates directory not found"])
     clusters, overlaps = _load_clusters(root)
     validator = _schema_validator()
     tasks: dict[str, TaskSpec] = {}
     problems: list[str] = []
-    for path in sorted(p for p in root.glob("*/*.yaml") if p.parent.name != RECIPES_DIR):
+    for path in (p for p in _glob(root, "*/*.yaml") if _folder(p) != RECIPES_DIR):
         try:
-            spec = parse_task_spec(_load_yaml(path), str(path), validator)
+            spec = parse_task_spec(_load_yaml(path), path, validator)
         except SpecError as e:
             problems.extend(e.problems)
             continue
-        if spec.name != path.stem:
-            problems.append(f"{path}: field name: task name {spec.name!r} must match the file name {path.stem!r}")
-        if spec.cluster != path.parent.name:
-            problems.append(f"{path}: field cluster: {spec.cluster!r} must match the folder {path.parent.name!r}")
+        if spec.name != _stem(path):
+            problems.append(f"{path}: field name: task name {spec.name!r} must match the file name {_stem(path)!r}")
+        if spec.cluster != _folder(path):
+            problems.append(f"{path}: field cluster: {spec.cluster!r} must match the folder {_folder(path)!r}")
         if spec.cluster not in clusters:
-            problems.append(f"{path}: field cluster: {spec.cluster!r} is not in {root / CLUSTERS_FILE}")
+            problems.append(f"{path}: field cluster: {spec.cluster!r} is not in {_join(root, CLUSTERS_FILE)}")
         if spec.name in tasks:
             problems.append(f"{path}: field name: task {spec.name!r} is also defined in {tasks[spec.name].path}")
         tasks[spec.name] = spec
@@ -228,13 +299,13 @@ def load_catalog(templates_dir: str | Path | None = None) -> Catalog:
 
 
 def load_recipe(name_or_path: str, templates_dir: str | Path | None = None) -> dict[str, Any]:
-    """A recipe's build settings: a file path, or a name under <templates>/recipes/."""
-    root = Path(templates_dir) if templates_dir else TEMPLATES_DIR
-    path = Path(name_or_path) if name_or_path.endswith(".yaml") else root / RECIPES_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (root / RECIPES_DIR).glob("*.yaml"))
+    """A recipe's build settings: a file path (local or gs://), or a name under <templates>/recipes/."""
+    root = _root(templates_dir)
+    path = name_or_path if name_or_path.endswith(".yaml") else _join(root, RECIPES_DIR, f"{name_or_path}.yaml")
+    if not _is_file(path):
+        known = [_stem(p) for p in _glob(_join(root, RECIPES_DIR), "*.yaml")]
         raise SpecError([f"recipe {name_or_path!r} not found at {path}; known recipes: {', '.join(known) or 'none'}"])
     data = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("build"), dict) or "version" not in data:
         raise SpecError([f"{path}: a recipe needs 'name', 'version' and a 'build' mapping"])
-    return {**data["build"], "recipe": f"{data.get('name', path.stem)}@{data['version']}"}
+    return {**data["build"], "recipe": f"{data.get('name', _stem(path))}@{data['version']}"}

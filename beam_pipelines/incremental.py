@@ -52,6 +52,12 @@ CACHE_FILE_ROWS = 50_000
 _NOT_STATTED = ("samples", "hf")  # spec rows (in the spec already) and hub ids (named by id/revision)
 
 
+def _statted(shard: SourceShard) -> bool:
+    """Local and gs:// files are identified by size and mtime; hub files by their URL, which
+    `datasets` resolves to a commit (hf://datasets/<id>@<sha>/...)."""
+    return shard.kind not in _NOT_STATTED and (not is_remote(shard.location) or shard.location.startswith("gs://"))
+
+
 @dataclass(frozen=True)
 class CacheEntry:
     """A task's committed render output, as its index.json lists it."""
@@ -113,7 +119,7 @@ def task_fingerprint(spec: TaskSpec, shards: Iterable[SourceShard], config: Buil
     shard_rows = []
     for shard in sorted(shards, key=lambda s: s.key):
         described = {k: v for k, v in dataclasses.asdict(shard).items() if k != "inline_rows"}
-        stats = [] if shard.kind in _NOT_STATTED else _file_stats(shard.location)
+        stats = _file_stats(shard.location) if _statted(shard) else []
         shard_rows.append([described, stats])
     spec_fields = {k: v for k, v in dataclasses.asdict(spec).items() if k != "path"}
     settings = {k: getattr(config, k) for k in RENDER_SETTINGS}

@@ -54,3 +54,31 @@ def test_cross_file_rules(templates_dir):
 def test_unknown_task_selection(templates_dir):
     with pytest.raises(SpecError, match="unknown task"):
         load_catalog(templates_dir).select(tasks=["nope"])
+
+
+def test_catalog_and_recipe_load_from_gcs_like_from_disk(gcs_emulator, templates_dir):
+    from gcs_files import upload_tree
+
+    from flanforge.beam_pipelines.catalog import load_recipe
+
+    root = upload_tree(templates_dir, f"gs://{gcs_emulator.new_bucket()}/templates")
+    remote, local = load_catalog(root), load_catalog(templates_dir)
+    assert set(remote.tasks) == set(local.tasks) == {"rte", "echo_title"}
+    assert remote.clusters == local.clusters and remote.holdout_overlaps == local.holdout_overlaps
+    assert remote.tasks["rte"].templates == local.tasks["rte"].templates
+    assert remote.tasks["rte"].path == f"{root}/nli/rte.yaml"
+    assert load_recipe("flan2021", root) == load_recipe("flan2021", templates_dir)
+    assert load_recipe(f"{root}/recipes/flan2021.yaml") == load_recipe("flan2021", templates_dir)
+    with pytest.raises(SpecError, match=rf"recipe 'nope' not found at {root}/recipes/nope.yaml; known recipes: .*flan2021"):
+        load_recipe("nope", root)
+
+
+def test_gcs_catalog_errors_name_the_object(gcs_emulator, templates_dir):
+    from gcs_files import upload_tree
+
+    edit(templates_dir / "nli" / "rte.yaml", lambda d: d.update(cluster="sentiment"))
+    root = upload_tree(templates_dir, f"gs://{gcs_emulator.new_bucket()}/templates")
+    with pytest.raises(SpecError, match=rf"^{root}/nli/rte.yaml: field cluster: 'sentiment' must match the folder 'nli'"):
+        load_catalog(root)
+    with pytest.raises(SpecError, match=r"^gs://no-such-bucket-x/templates: templates directory not found$"):
+        load_catalog("gs://no-such-bucket-x/templates")

@@ -108,3 +108,130 @@ def test_json_array_file_is_refused_with_a_hint(tmp_path, rte):
     (tmp_path / "d.json").write_text('[{"premise": "a"}]')
     with pytest.raises(SourceError, match="is a JSON array; flanforge reads JSON Lines"):
         plan_file_source(rte, "train", str(tmp_path / "d.json"))
+
+
+def test_parquet_ids_are_unique_across_row_groups(tmp_path, rte):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"premise": list("abcde")}), tmp_path / "d.parquet", row_group_size=2)
+    shards = plan_file_source(rte, "train", str(tmp_path / "d.parquet"))
+    assert [(s.start, s.end, s.row_group) for s in shards] == [(0, 2, 0), (2, 4, 1), (4, 5, 2)]
+    assert [r.example_id for r in rows_of(shards)] == [f"train:d.parquet:{i}" for i in range(5)]
+    assert len({s.key for s in shards}) == 3
+
+
+def test_unreadable_parquet_fails_before_the_pipeline(tmp_path, rte):
+    (tmp_path / "bad.parquet").write_bytes(b"this is not parquet at all")
+    with pytest.raises(SourceError, match=r"^task rte split train: cannot read .*bad.parquet: "):
+        plan_file_source(rte, "train", str(tmp_path / "bad.parquet"))
+
+
+def test_gzipped_jsonl_is_read_through_gzip(tmp_path, rte):
+    import gzip
+
+    (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress(b'{"premise": "a"}\n{"premise": "b"}\n'))
+    assert [r.row["premise"] for r in rows_of(plan_file_source(rte, "train", str(tmp_path / "d.jsonl.gz")))] == ["a", "b"]
+
+
+def test_hf_disk_reads_the_source_split_when_it_becomes_another_output_split(tmp_path, rte):
+    """A held-out task reads validation as eval_zeroshot: the DatasetDict must still be indexed by 'validation'."""
+    import datasets
+
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict({"premise": ["t"]}), "validation": datasets.Dataset.from_dict({"premise": ["v1", "v2"]})}
+    ).save_to_disk(str(tmp_path / "saved"))
+    shards = plan_reads(rte, demo=False, overrides={"validation": str(tmp_path / "saved")}, splits={"validation": "eval_zeroshot"})
+    got = rows_of(shards)
+    assert [(r.split, r.row["premise"]) for r in got] == [("eval_zeroshot", "v1"), ("eval_zeroshot", "v2")]
+
+
+def test_every_file_kind_reads_the_same_from_gcs(gcs_emulator, tmp_path, rte):
+    """Local files and their gs:// copies give the same shards (but for location) and the same rows and ids."""
+    import dataclasses
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gcs_files import upload_tree
+
+    local = tmp_path / "data"
+    (local / "rte").mkdir(parents=True)
+    (local / "rte" / "a.jsonl").write_text("".join(json.dumps({"premise": f"p{i}"}) + "\n" for i in range(40)) + "{broken\n")
+    (local / "rte" / "b.csv").write_text('premise,label\n"x, y",1\n')
+    (local / "rte" / "c.tsv").write_text("premise\tlabel\nq\t0\n")
+    pq.write_table(pa.table({"premise": ["r1", "r2", "r3"]}), local / "rte" / "d.parquet", row_group_size=2)
+    root = upload_tree(local, f"gs://{gcs_emulator.new_bucket()}/data")
+
+    old = sources.JSONL_SHARD_BYTES
+    sources.JSONL_SHARD_BYTES = 100  # several byte-range shards: exercises seeking on a GCS reader
+    try:
+        local_shards = plan_file_source(rte, "train", str(local / "rte" / "*"))
+        gcs_shards = plan_file_source(rte, "train", f"{root}/rte/*")
+    finally:
+        sources.JSONL_SHARD_BYTES = old
+    assert len([s for s in gcs_shards if s.kind == "jsonl"]) > 1
+    assert [dataclasses.replace(s, location="") for s in gcs_shards] == [dataclasses.replace(s, location="") for s in local_shards]
+    assert gcs_shards[0].location == f"{root}/rte/a.jsonl"
+    assert rows_of(gcs_shards) == rows_of(local_shards)
+    assert sum(isinstance(r, ReadProblem) for r in rows_of(gcs_shards)) == 1
+
+
+def test_bad_gcs_sources_fail_early_in_one_line(gcs_emulator, rte):
+    bucket = gcs_emulator.new_bucket()
+    with pytest.raises(SourceError, match=rf"^task rte split train: source 'gs://{bucket}/none/\*.jsonl' matched no files$"):
+        plan_reads(rte, demo=False, overrides={"train": f"gs://{bucket}/none/*.jsonl"})
+    with pytest.raises(SourceError, match=r"^task rte split validation: source 'gs://no-such-bucket-x/\*.jsonl' cannot be listed: [^\n]*NotFound"):
+        plan_reads(rte, demo=False, overrides={"validation": "gs://no-such-bucket-x/*.jsonl"})
+    with pytest.raises(SourceError, match=r"^task rte split train: source 'gs://no-such-bucket-x/d.jsonl' matched no files$"):
+        plan_reads(rte, demo=False, overrides={"train": "gs://no-such-bucket-x/d.jsonl"})
+    with pytest.raises(SourceError, match=r"^task rte split train: gs://b/saved: save_to_disk directories are read from local disk only"):
+        sources.plan_hf_disk_source(rte, "train", "gs://b/saved", "train")
+
+
+def _hub_layout(root: Path) -> None:
+    """A dataset folder laid out as a hub repository: data/<split>-NNNNN-of-NNNNN.parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (root / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"premise": [f"a{i}" for i in range(5)], "label": [i % 2 for i in range(5)]}), root / "data" / "train-00000-of-00002.parquet", row_group_size=2)
+    pq.write_table(pa.table({"premise": ["b0", "b1"], "label": [1, 0]}), root / "data" / "train-00001-of-00002.parquet")
+    pq.write_table(pa.table({"premise": ["v0"], "label": [0]}), root / "data" / "validation-00000-of-00001.parquet")
+
+
+def test_parquet_backed_hf_source_is_planned_per_row_group_and_matches_load_dataset(tmp_path, rte, monkeypatch):
+    import dataclasses
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _hub_layout(tmp_path / "repo")
+    spec = dataclasses.replace(
+        rte, source=dataclasses.replace(rte.source, kind="hf", path=str(tmp_path / "repo"), name=None, id_field=None, splits={"train": "train", "validation": "validation"})
+    )
+    shards = plan_reads(spec, demo=False, overrides={}, splits={"train": "train"})
+    assert [(s.kind, s.row_group, s.start, s.end) for s in shards] == [("parquet", 0, 0, 2), ("parquet", 1, 2, 4), ("parquet", 2, 4, 5), ("parquet", 0, 5, 7)]
+    assert shards[0].location.endswith("train-00000-of-00002.parquet") and shards[3].location.endswith("train-00001-of-00002.parquet")
+
+    by_row_groups = rows_of(shards)
+    whole = sources.SourceShard(task="rte", split="train", kind="hf", location=str(tmp_path / "repo"), start=0, end=7, id_prefix="train", hf_split="train")
+    by_load_dataset = list(read_shard(whole))
+    assert [(r.example_id, r.row) for r in by_row_groups] == [(r.example_id, r.row) for r in by_load_dataset]
+    assert [r.example_id for r in by_row_groups][-1] == "train:train:6"
+    # The held-out path: validation read as another output split keeps the hub split for resolving files.
+    held = plan_reads(spec, demo=False, overrides={}, splits={"validation": "eval_zeroshot"})
+    assert [(r.split, r.row["premise"]) for r in rows_of(held)] == [("eval_zeroshot", "v0")]
+
+
+def test_hf_source_that_is_not_parquet_falls_back_to_load_dataset(tmp_path, rte, monkeypatch):
+    import dataclasses
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    (tmp_path / "t.jsonl").write_text('{"premise": "x"}\n{"premise": "y"}\n')
+    spec = dataclasses.replace(
+        rte, source=dataclasses.replace(rte.source, kind="hf", path="json", name=None, data_files={"train": str(tmp_path / "t.jsonl")}, splits={"train": "train"})
+    )
+    shards = plan_reads(spec, demo=False, overrides={})
+    assert [(s.kind, s.start, s.end) for s in shards] == [("hf", 0, 2)]
+    with pytest.raises(SourceError, match=r"^task rte split train: cannot load HF dataset 'json'"):
+        plan_reads(dataclasses.replace(spec, source=dataclasses.replace(spec.source, data_files={"train": str(tmp_path / "missing.jsonl")})), demo=False, overrides={})
