@@ -39,6 +39,7 @@ setup(
         "pyyaml==6.0.3",
         "jsonschema==4.26.0",
         "xxhash==4.1.0",
+        "tqdm==4.70.1",  # the progress line of local builds (already required by datasets)
     ],
     extras_require={
         # The trainer; also installable alone on an accelerator machine (see docs/TRAINING.md).

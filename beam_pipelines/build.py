@@ -1,12 +1,14 @@
 """`flanforge build`: parse flags, plan the reads, run the pipeline, report what was written."""
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from typing import Iterable, TextIO
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+from apache_beam.runners.runner import PipelineResult
 
 from flanforge.beam_pipelines.catalog import SpecError, TaskSpec, load_catalog
 from flanforge.beam_pipelines.config import EVAL_ZEROSHOT, BuildConfig
@@ -14,7 +16,17 @@ from flanforge.beam_pipelines.incremental import CachePlan, plan_cache, task_fin
 from flanforge.beam_pipelines.manifest import VERSION
 from flanforge.beam_pipelines.options import BuildOptions
 from flanforge.beam_pipelines.pipeline import build_pipeline
+from flanforge.beam_pipelines.progress import ProgressOptions, progress_display, progress_wanted
 from flanforge.beam_pipelines.render import CompiledTask
+from flanforge.beam_pipelines.runners import (
+    DIRECT,
+    announce_job,
+    check_launch,
+    is_translate_only,
+    runner_kind,
+    unfinished_note,
+    waits_for_job,
+)
 from flanforge.beam_pipelines.storage import delete, delete_tree, exists, join_path
 from flanforge.beam_pipelines.sources import SourceError, SourceShard, plan_reads
 from flanforge.schemas.manifest import MANIFEST_NAME, Manifest, read_manifest
@@ -88,12 +100,36 @@ def clear_output(output: str) -> None:
         delete_tree(join_path(output, d))
 
 
-def run_build(config: BuildConfig, options: PipelineOptions) -> Manifest:
+@dataclass(frozen=True)
+class BuildRun:
+    """What a build returns: Beam's result (the translated job of a dry run, metrics) and the manifest."""
+
+    result: PipelineResult
+    manifest: Manifest | None  # None when the job was only translated (--dry_run) or not waited for (--no_wait_until_finish)
+
+
+def run_build(config: BuildConfig, options: PipelineOptions, err: TextIO | None = None) -> BuildRun:
+    """Plan, unpublish the previous output, run the pipeline and wait for it, then read the manifest back.
+
+    A dry run (`--dry_run=True`, e.g. to check the Dataflow job offline) only translates the job, so it
+    leaves the output and its render cache alone (reading them could need the network) and has no
+    manifest to read; nor has a job submitted with Beam's `--no_wait_until_finish`, until it ends.
+    The pipeline is run explicitly rather than by `with beam.Pipeline(...)`, so that a Dataflow job
+    can be named before the wait. `err` gets the progress line of a local run and that job link."""
+    err = err or sys.stderr
     plan = plan_build(config)
-    cache = prepare_output(config, plan)
-    with beam.Pipeline(options=options) as p:
-        build_pipeline(p, config, plan.tasks, plan.shards_of(cache.to_render), plan.excluded_clusters, cache)
-    return read_manifest(config.output)
+    translate_only = is_translate_only(options)
+    cache = CachePlan(dict(plan.fingerprints), write=config.incremental) if translate_only else prepare_output(config, plan)
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, config, plan.tasks, plan.shards_of(cache.to_render), plan.excluded_clusters, cache)
+    show_progress = runner_kind(options) == DIRECT and progress_wanted(options.view_as(ProgressOptions).no_progress, err)
+    with progress_display(err) if show_progress else contextlib.nullcontext():
+        result = pipeline.run()
+        announce_job(result, options, err)
+        if waits_for_job(options):
+            result.wait_until_finish()
+    finished = waits_for_job(options) and not translate_only
+    return BuildRun(result, read_manifest(config.output) if finished else None)
 
 
 def print_summary(manifest: Manifest, out: TextIO) -> None:
@@ -110,16 +146,39 @@ def print_summary(manifest: Manifest, out: TextIO) -> None:
         f"duplicates {totals['duplicates']}, capped {totals['capped']}, failed {totals['failed']}",
         file=out,
     )
+    for line in task_table(manifest):
+        print(line, file=out)
 
 
-def run_build_cli(argv: list[str], out: TextIO = sys.stdout) -> int:
+TABLE_COUNTERS = ("read", "template_applications", "written", "duplicates", "capped", "failed")
+TABLE_ROWS = 10
+
+
+def task_table(manifest: Manifest, limit: int = TABLE_ROWS) -> list[str]:
+    """Per-task counts, the `limit` largest tasks by rows written, so a 60-task build stays a screenful.
+
+    Taken from the manifest, not from Beam's metrics: the manifest's counts are the committed,
+    accounting-checked ones (Dataflow's metrics may include retried bundles), and they are the
+    same for every runner. The full table is in manifest.json."""
+    ranked = sorted(manifest.tasks.items(), key=lambda item: (-item[1].counts["written"], item[0]))
+    width = max(len("task"), *(len(name) for name, _ in ranked[:limit]))
+    lines = ["task".ljust(width) + "".join(f"  {c:>{len(c)}}" for c in TABLE_COUNTERS)]
+    lines += [name.ljust(width) + "".join(f"  {entry.counts[c]:>{len(c)}}" for c in TABLE_COUNTERS) for name, entry in ranked[:limit]]
+    if len(ranked) > limit:
+        lines.append(f"... and {len(ranked) - limit} more tasks (every task's counts: {manifest.uri(MANIFEST_NAME)})")
+    return lines
+
+
+def run_build_cli(argv: list[str], out: TextIO = sys.stdout, err: TextIO | None = None) -> int:
+    """`flanforge build`: every problem found before work is launched is one line on stderr, exit code 2."""
+    err = err or sys.stderr
     parser = _full_parser()
     if any(a in ("-h", "--help") for a in argv):
         parser.print_help(out)
         return 0
     _, unknown = parser.parse_known_args(argv)
     if unknown:
-        print(f"flanforge build: unrecognized arguments: {' '.join(unknown)} (see flanforge build --help)", file=sys.stderr)
+        print(f"flanforge build: unrecognized arguments: {' '.join(unknown)} (see flanforge build --help)", file=err)
         return 2
     if not any(a == "--runner" or a.startswith("--runner=") for a in argv):
         # Beam 2.77 would otherwise try to download the Prism runner first; be explicit.
@@ -127,9 +186,13 @@ def run_build_cli(argv: list[str], out: TextIO = sys.stdout) -> int:
     options = PipelineOptions(argv)
     try:
         config = options.view_as(BuildOptions).to_config()
-        manifest = run_build(config, options)
+        check_launch(options, config)
+        run = run_build(config, options, err)
     except (ValueError, SpecError, SourceError) as e:
-        print(f"flanforge build: {e}", file=sys.stderr)
+        print(f"flanforge build: {e}", file=err)
         return 2
-    print_summary(manifest, out)
+    if run.manifest is None:
+        print(unfinished_note(options, config.output), file=out)
+        return 0
+    print_summary(run.manifest, out)
     return 0

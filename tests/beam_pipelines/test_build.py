@@ -159,3 +159,72 @@ def test_manifest_counts_cover_every_counter(tmp_path, templates_dir):
     assert set(data["totals"]) == set(COUNTERS)
     assert set(data["clusters"]) == {"nli", "summarization"}
     assert data["config"]["template_mode"] == "all"
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, so the progress line is drawn on it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_goes_to_a_terminal_only_and_never_changes_the_output(tmp_path, templates_dir, monkeypatch, caplog):
+    import logging
+
+    from flanforge.beam_pipelines.progress import BUNDLE_LOGGER
+
+    monkeypatch.delenv("CI", raising=False)
+    bundle_logger = logging.getLogger(BUNDLE_LOGGER)
+    level_before = bundle_logger.level
+    common = ["--demo", "--templates", str(templates_dir)]
+    runs = {}
+    for name, extra in (("shown", []), ("hidden", ["--no-progress"])):
+        out, err = io.StringIO(), Terminal()
+        assert run_build_cli([*common, "--output", str(tmp_path / name), *extra], out, err) == 0
+        runs[name] = (out.getvalue().replace(str(tmp_path / name), "OUT"), err.getvalue())
+    assert sha_by_path(tmp_path / "shown") == sha_by_path(tmp_path / "hidden")
+    assert runs["shown"][0] == runs["hidden"][0]  # the same summary on stdout
+    progress = runs["shown"][1]
+    assert " bundles" in progress and any(stage in progress for stage in ("Read", "Render", "Deduplicate", "WriteShards"))
+    assert runs["hidden"][1] == ""
+    # Watching Beam's bundle log adds no log output, and the logger is left as it was.
+    assert not [r for r in caplog.records if r.name == BUNDLE_LOGGER]
+    assert bundle_logger.level == level_before and not bundle_logger.filters
+
+
+def test_progress_is_off_without_a_terminal_in_ci_or_when_asked():
+    from flanforge.beam_pipelines.progress import progress_wanted
+
+    assert progress_wanted(False, Terminal(), {})
+    assert not progress_wanted(True, Terminal(), {})
+    assert not progress_wanted(False, Terminal(), {"CI": "true"})
+    assert not progress_wanted(False, io.StringIO(), {})
+
+
+def test_progress_names_the_stage_a_fused_beam_stage_starts_in():
+    from flanforge.beam_pipelines.progress import top_level_stage
+
+    fused = "(((Deduplicate/GroupCopies/Read)+(ref_AppliedPTransform_Deduplicate-KeepOne-ParDo-_KeepOneFn-_43))+(ref_AppliedPTransform_WriteShards-SizeOf_51))"
+    assert top_level_stage(fused) == "Deduplicate"
+    assert top_level_stage("((ref_PCollection_PCollection_31/Read)+(ref_AppliedPTransform_WriteShards-KeyByShard_57))") == "WriteShards"
+
+
+def test_summary_lists_the_largest_tasks_and_points_to_the_manifest_for_the_rest():
+    from types import SimpleNamespace
+
+    from flanforge.beam_pipelines.build import task_table
+
+    def entry(written: int) -> SimpleNamespace:
+        return SimpleNamespace(counts={c: written for c in COUNTERS})
+
+    manifest = SimpleNamespace(tasks={"a": entry(5), "b": entry(50), "c": entry(7)}, uri=lambda name: f"gs://b/out/{name}")
+    lines = task_table(manifest, limit=2)
+    assert lines[0].split() == ["task", "read", "template_applications", "written", "duplicates", "capped", "failed"]
+    assert [line.split()[:4] for line in lines[1:3]] == [["b", "50", "50", "50"], ["c", "7", "7", "7"]]
+    assert lines[3] == "... and 1 more tasks (every task's counts: gs://b/out/manifest.json)"
+    assert len(task_table(manifest)) == 4  # all three fit: no "more" line
+
+
+def test_help_lists_the_progress_switch():
+    code, text = build("--help")
+    assert code == 0 and "--no-progress" in text
