@@ -182,35 +182,38 @@ def _global(value: Any) -> WindowedValue:
 
 
 class _WriteCacheFilesFn(beam.DoFn):
-    """Buffers a bundle's records and dead letters per task; writes them as content-addressed files."""
+    """Buffers a bundle's items (records or dead letters) per task; writes them as content-addressed files.
 
-    def __init__(self, output: str, fingerprints: Mapping[str, str]):
+    Applied straight to the Render outputs, one instance per kind, so caching adds one cheap step
+    per rendered record rather than a tag-and-flatten chain (Beam's per-element cost dominates)."""
+
+    def __init__(self, output: str, fingerprints: Mapping[str, str], kind: str):
         self._output = output
         self._fingerprints = dict(fingerprints)
+        self._kind = kind
 
     def start_bundle(self) -> None:
-        self._buffers: dict[tuple[str, str], list[dict[str, Any]]] = collections.defaultdict(list)
+        self._buffers: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
 
-    def process(self, element: tuple[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        kind, item = element
-        buffer = self._buffers[(item["task"], kind)]
+    def process(self, item: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        buffer = self._buffers[item["task"]]
         buffer.append(item)
         if len(buffer) >= CACHE_FILE_ROWS:
-            yield self._flush(item["task"], kind)
+            yield self._flush(item["task"])
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
-        for task, kind in sorted(self._buffers):
-            if self._buffers[(task, kind)]:
-                yield _global(self._flush(task, kind))
+        for task in sorted(self._buffers):
+            if self._buffers[task]:
+                yield _global(self._flush(task))
 
-    def _flush(self, task: str, kind: str) -> dict[str, Any]:
-        items = self._buffers.pop((task, kind))
-        data = encode_parquet(items) if kind == "records" else encode_dead_letters(items)
-        ext = "parquet" if kind == "records" else "jsonl"
+    def _flush(self, task: str) -> dict[str, Any]:
+        items = self._buffers.pop(task)
+        records = self._kind == "records"
+        data = encode_parquet(items) if records else encode_dead_letters(items)
         # Named by content: a retried bundle rewrites the same file instead of adding a copy.
-        rel = f"{entry_dir(task, self._fingerprints[task])}/{kind}-{xxhash.xxh3_128_hexdigest(data)}.{ext}"
+        rel = f"{entry_dir(task, self._fingerprints[task])}/{self._kind}-{xxhash.xxh3_128_hexdigest(data)}.{'parquet' if records else 'jsonl'}"
         write_bytes(join_path(self._output, rel), data)
-        return {"task": task, "kind": kind, "path": rel, "rows": len(items)}
+        return {"task": task, "kind": self._kind, "path": rel, "rows": len(items)}
 
 
 class WriteRenderCache(beam.PTransform):
@@ -225,13 +228,9 @@ class WriteRenderCache(beam.PTransform):
         records, dead, counts = inputs
         output, fingerprints = self._output, self._fingerprints
         files = (
-            (
-                records | "TagRecords" >> beam.Map(lambda r: ("records", r)),
-                dead | "TagDeadLetters" >> beam.Map(lambda d: ("dead_letters", d)),
-            )
-            | "Items" >> beam.Flatten()
-            | "WriteFiles" >> beam.ParDo(_WriteCacheFilesFn(output, fingerprints))
-        )
+            records | "WriteRecordFiles" >> beam.ParDo(_WriteCacheFilesFn(output, fingerprints, "records")),
+            dead | "WriteDeadLetterFiles" >> beam.ParDo(_WriteCacheFilesFn(output, fingerprints, "dead_letters")),
+        ) | "Files" >> beam.Flatten()
 
         def write_index(task: str, file_list: list[dict[str, Any]], count_list: list) -> Iterator[str]:
             counts: collections.Counter[str] = collections.Counter()
