@@ -50,23 +50,28 @@ class TFExampleEncoder:
 
     def __init__(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of build logs
-        import tensorflow as tf
         from apache_beam.io.tfrecordio import _TFRecordUtil  # Beam's TFRecord framing (length + masked CRC32C)
+        from tensorflow.core.example import example_pb2
 
-        self._tf = tf
+        self._example_class = example_pb2.Example
         self._frame = _TFRecordUtil.write_record
 
     def example(self, record: Mapping[str, Any]) -> bytes:
-        tf = self._tf
-        feature = {}
+        # Filling the message's repeated fields in place is ~3x faster than building nested
+        # tf.train.Feature objects from keyword arguments, and serialises to the same bytes.
+        example = self._example_class()
+        features = example.features.feature
         for f in RECORD_FIELDS:
             value = record[f.name]
             if f.kind == "int64":
-                feature[f.name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+                features[f.name].int64_list.value.append(value)
+            elif f.kind == "string":
+                features[f.name].bytes_list.value.append(value.encode("utf-8"))
             else:
-                values = [value] if f.kind == "string" else value
-                feature[f.name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
-        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+                values = features[f.name].bytes_list
+                values.SetInParent()  # an empty list is still a bytes_list, as readers' specs expect
+                values.value.extend(v.encode("utf-8") for v in value)
+        return example.SerializeToString(deterministic=True)
 
     def encode(self, records: Iterable[Mapping[str, Any]]) -> bytes:
         buf = io.BytesIO()
