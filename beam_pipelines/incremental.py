@@ -117,10 +117,12 @@ def _file_stats(location: str) -> list[tuple[str, int, float]]:
 def task_fingerprint(spec: TaskSpec, shards: Iterable[SourceShard], config: BuildConfig, version: str) -> str:
     """Hash of everything the task's rendered records depend on (see the module docstring)."""
     shard_rows = []
+    stats: dict[str, list[tuple[str, int, float]]] = {}  # a big file has many shards: list it once
     for shard in sorted(shards, key=lambda s: s.key):
         described = {k: v for k, v in dataclasses.asdict(shard).items() if k != "inline_rows"}
-        stats = _file_stats(shard.location) if _statted(shard) else []
-        shard_rows.append([described, stats])
+        if _statted(shard) and shard.location not in stats:
+            stats[shard.location] = _file_stats(shard.location)
+        shard_rows.append([described, stats.get(shard.location, [])])
     spec_fields = {k: v for k, v in dataclasses.asdict(spec).items() if k != "path"}
     settings = {k: getattr(config, k) for k in RENDER_SETTINGS}
     payload = json.dumps([version, spec_fields, shard_rows, settings], sort_keys=True, default=repr, ensure_ascii=False)
