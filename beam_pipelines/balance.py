@@ -1,28 +1,83 @@
-"""Balance: cap each task's examples per split by seeded hash, keeping templates even.
+"""Balance: cap each task's training examples, keeping templates even, and render only what can be kept.
 
-The cap is decided from hashes alone: a small combine gathers, per (task, split, template), the
-row count and the `cap` smallest sampling keys; `allocate` shares the cap between templates
-(water-filling, so a template with few rows leaves its share to the others); the kept rows are
-those whose key is at or below their template's threshold. Rows never move for this, and the
-kept set depends only on the content hashes and the seed (bottom-k sampling).
+The rule (docs/ARCHITECTURE.md, "Caps"):
+
+1. Every template application of a capped split gets a sampling key before anything is rendered:
+   a seeded hash of (task, example id, template, variant), so it is known the moment a row is read.
+2. Each read shard renders, per template, only its `local_quota` smallest keys: its share of
+   `ceil(cap / templates)` by the shard's fraction of the task's input, with headroom for
+   duplicates. Everything else is counted as capped without being rendered.
+3. After dedup, `allocate` shares the cap between templates by water-filling over the surviving
+   candidates, and each template keeps its `quota` smallest keys (bottom-k: `threshold`).
+4. Top-up: if a task's survivors fall short of the cap while rows were left unrendered, its
+   shards are read again and every application left out in step 2 is rendered, once; step 3
+   then runs over everything, so the written count is min(cap, what the source gives after dedup).
+
+Only hashes, keys and counts cross workers for this; rows never move. The kept set depends on the
+seed, the spec, the source and its plan, never on the runner or the worker count.
 """
 from __future__ import annotations
 
 import heapq
-from typing import Any, Iterable, Iterator, Mapping
+import math
+from typing import Any, Generic, Iterable, Iterator, Mapping, TypeVar
 
 import apache_beam as beam
 
-from flanforge.beam_pipelines.counting import COUNTS, CountingDoFn
 from flanforge.beam_pipelines.hashing import seeded_hash
+from flanforge.beam_pipelines.layout import shard_weight
+from flanforge.beam_pipelines.sources import SourceShard
 
-SampleKey = tuple[int, str]
+SampleKey = tuple[int, str]  # (application key, content hash): unique within a split after dedup
 KEEP_NONE: SampleKey = (-1, "")  # below every real key
+DUPLICATE_HEADROOM = 1.15  # candidates rendered per kept record, so dedup rarely forces a top-up
+T = TypeVar("T")
 
 
-def sample_key(seed: int, content_hash: str) -> SampleKey:
-    # The content hash breaks ties: after dedup it is unique within a split.
-    return (seeded_hash(seed, content_hash), content_hash)
+def application_key(seed: int, task: str, example_id: str, template_id: str, variant: str) -> int:
+    """The sampling key of one template application, known before it is rendered."""
+    return seeded_hash(seed, "cap", task, example_id, template_id, variant)
+
+
+def template_share(cap: int, templates: int) -> int:
+    return math.ceil(cap / max(1, templates))
+
+
+def local_quota(share: int, fraction: float) -> int:
+    """Candidates a read shard renders per template: its expected share of the kept rows, plus
+    headroom for duplicates and four standard deviations of sampling noise."""
+    expected = share * min(1.0, max(0.0, fraction))
+    return min(share * 2, math.ceil(expected * DUPLICATE_HEADROOM + 4 * math.sqrt(expected) + 8))
+
+
+class BottomK(Generic[T]):
+    """The k smallest (key, item) pairs of a stream; `push` returns what falls out (or None).
+
+    Keys are tuples of ints; most pushes of a long stream are rejected, so the current k-th
+    smallest key's first part is kept as a plain int to reject them without building anything."""
+
+    def __init__(self, k: int):
+        self._k = k
+        self._heap: list[tuple[tuple[int, ...], T]] = []  # max-heap through negated keys
+        self._largest = -1  # first part of the k-th smallest key once the heap is full
+
+    def push(self, key: tuple[int, ...], item: T) -> T | None:
+        if len(self._heap) >= self._k and key[0] > self._largest:
+            return item
+        entry = (tuple(-x for x in key), item)
+        if len(self._heap) < self._k:
+            heapq.heappush(self._heap, entry)
+            dropped = None
+        elif entry[0] <= self._heap[0][0]:
+            return item  # not smaller than the current k-th smallest
+        else:
+            dropped = heapq.heapreplace(self._heap, entry)[1]
+        if len(self._heap) >= self._k:
+            self._largest = -self._heap[0][0][0] if self._heap else -1
+        return dropped
+
+    def items(self) -> list[T]:
+        return [item for _, item in self._heap]
 
 
 def allocate(cap: int, counts: Mapping[str, int]) -> dict[str, int]:
@@ -91,42 +146,44 @@ def thresholds_for_task(cap: int, element: tuple[tuple[str, str], Iterable[tuple
         yield (task, split, template), threshold(quotas[template], n, smallest)
 
 
-class _ApplyCapFn(CountingDoFn):
-    def __init__(self, seed: int, capped_splits: frozenset[str]):
-        self._seed = seed
-        self._capped_splits = capped_splits
+class CapThresholds(beam.PTransform):
+    """Surviving candidates ((task, split, template), SampleKey) -> the kept-key threshold of each
+    (task, split, template) (main) and each (task, split)'s survivor total ("totals")."""
 
-    def process(self, record: dict[str, Any], thresholds: Mapping[tuple, SampleKey | None]) -> Iterator[dict[str, Any]]:
-        if record["split"] in self._capped_splits:
-            limit = thresholds[(record["task"], record["split"], record["template_id"])]
-            if limit is not None and sample_key(self._seed, record["content_hash"]) > limit:
-                self.count(record["task"], "capped")
-                return
-        yield record
-
-
-class Balance(beam.PTransform):
-    """records -> records with at most `cap` per task in each capped split (main) + capped counts."""
-
-    def __init__(self, cap: int | None, seed: int, capped_splits: Iterable[str] = ("train",)):
+    def __init__(self, cap: int):
         super().__init__()
         self._cap = cap
-        self._seed = seed
-        self._capped_splits = frozenset(capped_splits)
 
-    def expand(self, records: beam.PCollection) -> Any:
-        if self._cap is None:
-            return {"records": records, COUNTS: records.pipeline | "NoCounts" >> beam.Create([])}
-        seed, cap, capped = self._seed, self._cap, self._capped_splits
-        thresholds = (
-            records
-            | "InCappedSplits" >> beam.Filter(lambda r: r["split"] in capped)
-            | "SampleKeys" >> beam.Map(lambda r: ((r["task"], r["split"], r["template_id"]), sample_key(seed, r["content_hash"])))
+    def expand(self, survivors: beam.PCollection) -> Any:
+        cap = self._cap
+        stats = (
+            survivors
             | "CountAndSmallest" >> beam.CombinePerKey(CountAndSmallest(cap))
             | "ByTask" >> beam.Map(lambda kv: ((kv[0][0], kv[0][1]), (kv[0][2], kv[1][0], kv[1][1])))
             | "GroupTemplates" >> beam.GroupByKey()
-            | "Thresholds" >> beam.FlatMap(lambda kv: thresholds_for_task(cap, kv))
         )
-        return records | "ApplyCap" >> beam.ParDo(
-            _ApplyCapFn(seed, capped), thresholds=beam.pvalue.AsDict(thresholds)
-        ).with_outputs(COUNTS, main="records")
+        return {
+            "thresholds": stats | "Thresholds" >> beam.FlatMap(lambda kv: thresholds_for_task(cap, kv)),
+            "totals": stats | "Totals" >> beam.MapTuple(lambda key, templates: (key, sum(n for _, n, _ in templates))),
+        }
+
+
+def shard_quotas(
+    shards: Mapping[str, list[SourceShard]], templates: Mapping[str, int], cap: int | None, capped_splits: Iterable[str] = ("train",)
+) -> dict[tuple[str, str], int]:
+    """(task, read shard key) -> how many candidates per template that shard renders (capped splits only).
+
+    A shard's fraction of its task's split comes from the plan (bytes or rows), so it is known before
+    anything is read and is the same on every runner."""
+    if cap is None:
+        return {}
+    quotas = {}
+    for task, planned in sorted(shards.items()):
+        share = template_share(cap, templates[task])
+        for split in capped_splits:
+            group = [s for s in planned if s.split == split]
+            weights = [max(0, shard_weight(s)[0]) for s in group]
+            total = sum(weights)
+            for s, w in zip(group, weights):
+                quotas[(task, s.key)] = local_quota(share, w / total if total else 1 / len(group))
+    return quotas

@@ -4,18 +4,20 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import dataclass
-from typing import Iterable, TextIO
+from typing import TextIO
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 from apache_beam.runners.runner import PipelineResult
 
-from flanforge.beam_pipelines.catalog import SpecError, TaskSpec, load_catalog
-from flanforge.beam_pipelines.config import EVAL_ZEROSHOT, BuildConfig
-from flanforge.beam_pipelines.incremental import CachePlan, plan_cache, task_fingerprint
+from flanforge.beam_pipelines.balance import shard_quotas
+from flanforge.beam_pipelines.catalog import SpecError, load_catalog
+from flanforge.beam_pipelines.config import BuildConfig
+from flanforge.beam_pipelines.incremental import SPILL_DIR, CachePlan, plan_cache, task_fingerprint
+from flanforge.beam_pipelines.layout import plan_layout, profile_task
 from flanforge.beam_pipelines.manifest import VERSION
 from flanforge.beam_pipelines.options import BuildOptions
-from flanforge.beam_pipelines.pipeline import build_pipeline
+from flanforge.beam_pipelines.pipeline import BuildPlan, build_pipeline
 from flanforge.beam_pipelines.progress import ProgressOptions, progress_display, progress_wanted
 from flanforge.beam_pipelines.render import CompiledTask
 from flanforge.beam_pipelines.runners import (
@@ -28,8 +30,9 @@ from flanforge.beam_pipelines.runners import (
     waits_for_job,
 )
 from flanforge.beam_pipelines.storage import delete, delete_tree, exists, join_path
-from flanforge.beam_pipelines.sources import SourceError, SourceShard, plan_reads
+from flanforge.beam_pipelines.sources import SourceError, plan_reads
 from flanforge.schemas.manifest import MANIFEST_NAME, Manifest, read_manifest
+from flanforge.schemas.records import EVAL_ZEROSHOT
 
 OUTPUT_DIRS = ("tfrecord", "parquet", "dead_letters")
 
@@ -54,19 +57,9 @@ def _full_parser() -> _BeamArgumentParser:
     return parser
 
 
-@dataclass(frozen=True)
-class BuildPlan:
-    tasks: list[TaskSpec]
-    shards: dict[str, list[SourceShard]]  # task -> its read shards
-    excluded_clusters: tuple[str, ...]  # kept out of the build because of held-out clusters
-    fingerprints: dict[str, str]  # task -> hash of what its render depends on (see incremental.py)
-
-    def shards_of(self, tasks: Iterable[str]) -> list[SourceShard]:
-        return [s for t in sorted(tasks) for s in self.shards[t]]
-
-
 def plan_build(config: BuildConfig) -> BuildPlan:
-    """Resolve the tasks and their read shards on the launcher, failing before any work is launched."""
+    """Resolve the tasks, their read shards, the output layout and the cap quotas on the launcher,
+    failing before any work is launched."""
     catalog = load_catalog(config.templates)
     named = config.tasks or (tuple(config.sources) if not config.clusters else ())
     selected = catalog.select(named or None, config.clusters or None)
@@ -76,13 +69,20 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     held = set(config.holdout_clusters)
     excluded = catalog.excluded_by_holdout(held) - held
     tasks = [t for t in selected if t.cluster not in excluded]
-    shards = {}
-    for t in tasks:
-        CompiledTask(t)  # a template that does not compile stops the build before any work
+    settings = config.render_settings
+    shards, profiles = {}, {}
+    compiled = [CompiledTask(t) for t in tasks]  # a template that does not compile stops the build before any work
+    for t, c in zip(tasks, compiled):
         splits = {"validation": EVAL_ZEROSHOT} if t.cluster in held else None
         shards[t.name] = plan_reads(t, demo=config.demo, overrides=config.sources.get(t.name, {}), splits=splits)
-    fingerprints = {t.name: task_fingerprint(t, shards[t.name], config, VERSION) for t in tasks}
-    return BuildPlan(tasks, shards, tuple(sorted(excluded)), fingerprints)
+        profiles[t.name] = profile_task(c, mode=settings.mode, options_variants=settings.options_variants, few_shot=settings.few_shot)
+    cap = config.max_examples_per_task
+    layout = plan_layout(compiled, shards, profiles, target_shard_bytes=config.target_shard_bytes, cap=cap)
+    quotas = shard_quotas(shards, {t.name: len(t.templates) for t in tasks}, cap)
+    fingerprints = {
+        t.name: task_fingerprint(t, shards[t.name], settings, VERSION, layout=layout, quotas=quotas) for t in tasks
+    }
+    return BuildPlan(tasks, shards, tuple(sorted(excluded)), fingerprints, layout, quotas)
 
 
 def prepare_output(config: BuildConfig, plan: BuildPlan) -> CachePlan:
@@ -96,7 +96,7 @@ def clear_output(output: str) -> None:
     manifest = join_path(output, MANIFEST_NAME)
     if exists(manifest):
         delete([manifest])
-    for d in OUTPUT_DIRS:
+    for d in (*OUTPUT_DIRS, SPILL_DIR):
         delete_tree(join_path(output, d))
 
 
@@ -121,7 +121,7 @@ def run_build(config: BuildConfig, options: PipelineOptions, err: TextIO | None 
     translate_only = is_translate_only(options)
     cache = CachePlan(dict(plan.fingerprints), write=config.incremental) if translate_only else prepare_output(config, plan)
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, config, plan.tasks, plan.shards_of(cache.to_render), plan.excluded_clusters, cache)
+    build_pipeline(pipeline, config, plan, cache)
     show_progress = runner_kind(options) == DIRECT and progress_wanted(options.view_as(ProgressOptions).no_progress, err)
     with progress_display(err) if show_progress else contextlib.nullcontext():
         result = pipeline.run()
@@ -129,6 +129,8 @@ def run_build(config: BuildConfig, options: PipelineOptions, err: TextIO | None 
         if waits_for_job(options):
             result.wait_until_finish()
     finished = waits_for_job(options) and not translate_only
+    if finished:
+        delete_tree(join_path(config.output, SPILL_DIR))  # scratch spill files: the shards are written
     return BuildRun(result, read_manifest(config.output) if finished else None)
 
 

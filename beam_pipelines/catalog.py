@@ -244,9 +244,13 @@ def _folder(path: str) -> str:
     return posixpath.basename(posixpath.dirname(path))
 
 
+# libyaml's parser when PyYAML was built with it (its wheels are): the same documents, ~10x faster.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _load_yaml(path: str) -> Any:
     try:
-        return yaml.safe_load(_read_text(path))
+        return yaml.load(_read_text(path), Loader=_YAML_LOADER)
     except yaml.YAMLError as e:
         raise SpecError([f"{path}: not valid YAML: {e}"]) from None
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from flanforge.beam_pipelines.render import TemplateMode
-from flanforge.beam_pipelines.shards import FORMATS
+from flanforge.beam_pipelines.render import RenderSettings, TemplateMode
+from flanforge.schemas.records import FORMATS
 
 DEFAULT_TARGET_SHARD_BYTES = 128 << 20
 DEFAULT_SEED = 0
 DEFAULT_MIXING_RATE_CAP = 3000  # FLAN: a task's mixing weight is min(n_train_examples, 3000)
-EVAL_ZEROSHOT = "eval_zeroshot"
 OPTIONS_VARIANTS = ("template", "both")
 
 
@@ -58,8 +57,11 @@ class BuildConfig:
             raise ValueError("--mixing-rate-cap must be at least 1")
 
     @property
-    def mode(self) -> TemplateMode:
-        return TemplateMode.parse(self.template_mode)
+    def render_settings(self) -> RenderSettings:
+        return RenderSettings(
+            template_mode=self.template_mode, seed=self.seed, options_variants=self.options_variants,
+            few_shot=self.few_shot, few_shot_separator=self.few_shot_separator, demo=self.demo,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -1,17 +1,21 @@
 """Incremental rebuilds: keep each task's rendered records, reuse them while the task is unchanged.
 
-A build renders every task, then deduplicates and balances across all of them. Rendering is the
-per-task part, so it is what gets cached: for every task the build writes its rendered records,
-its read/render dead letters and its read/render counts under
-`<output>/.flanforge_cache/<task>/<fingerprint>/`, and an `index.json` last, which is the entry's
-commit point (an entry without one is ignored and cleared).
+A build renders every task into spill files (spill.py), then deduplicates and balances across all
+of them. Rendering is the per-task part, so it is what gets cached, and it costs nothing extra: in
+an incremental build the spill files are written straight into
+`<output>/.flanforge_cache/<task>/<fingerprint>/`, with each read shard's hash summary beside its
+spill file, and an `index.json` last, which lists the files, the batches of every output shard,
+the task's read/render counts and dead letters and is the entry's commit point (an entry without
+one is ignored and cleared).
 
-The fingerprint hashes everything rendering depends on: the parsed spec, each planned read shard
-with the size and modification time of the files behind it, the render settings of the config,
-and the flanforge version. On the next build into the same output, a task whose fingerprint has
-an index is not read or rendered again: its cached records join the freshly rendered ones *before*
-Deduplicate and Balance, which always run over every task, so cross-task dedup, caps and shard
-layout come out exactly as in a clean build.
+The fingerprint hashes everything the spill depends on: the parsed spec, each planned read shard
+with the size and modification time of the files behind it, the render settings, the output
+shard counts of the task's (split, cluster)s (they route records to batches), the task's cap
+quotas (a capped split renders only its candidates) and the flanforge version. On the next build
+into the same output, a task whose fingerprint has an index is not read or rendered again: its
+refs, summaries, counts and dead letters are replayed into dedup and the shard writers, which
+always run over every task, so cross-task dedup, caps and shard layout come out exactly as in a
+clean build. Formats are not in the fingerprint: they act after the cache.
 
 The cache directory starts with a dot so that pyarrow datasets and HF `datasets` skip it when
 pointed at the output root.
@@ -20,35 +24,27 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import io
 import json
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
 import apache_beam as beam
-import pyarrow.parquet as pq
 import xxhash
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 
 from flanforge.beam_pipelines.catalog import TaskSpec
-from flanforge.beam_pipelines.config import BuildConfig
 from flanforge.beam_pipelines.counting import COUNTS, DEAD_LETTERS
-from flanforge.beam_pipelines.dead_letters import encode_dead_letters
-from flanforge.beam_pipelines.shards import encode_parquet
+from flanforge.beam_pipelines.layout import ShardLayout
+from flanforge.beam_pipelines.render import RenderSettings
 from flanforge.beam_pipelines.sources import SourceShard
+from flanforge.beam_pipelines.spill import HashSummary, SpillRef
 from flanforge.beam_pipelines.storage import delete, is_remote, join_path, match_files, open_read, write_bytes
+from flanforge.beam_pipelines.transforms import SUMMARIES
+from flanforge.schemas.manifest import RENDER_COUNTERS
 
 CACHE_DIR = ".flanforge_cache"
+SPILL_DIR = ".flanforge_spill"  # where a build that keeps no cache spills (removed when it ends)
 INDEX_NAME = "index.json"
-# The counters produced before Deduplicate: exactly what a cached task must replay.
-CACHED_COUNTERS = ("read", "read_errors", "filtered", "template_applications", "rendered", "failed")
-# Config fields that change what rendering produces; the rest (caps, formats, shard size) act later.
-RENDER_SETTINGS = ("template_mode", "seed", "options_variants", "few_shot", "few_shot_separator", "demo")
-# Records per cache file: bounds a writer's memory and keeps the re-read parallel.
-CACHE_FILE_ROWS = 50_000
 _NOT_STATTED = ("samples", "hf")  # spec rows (in the spec already) and hub ids (named by id/revision)
 
 
@@ -64,8 +60,8 @@ class CacheEntry:
 
     task: str
     fingerprint: str
-    record_files: tuple[str, ...]  # paths relative to the output root
-    dead_letter_files: tuple[str, ...]
+    shards: tuple[Mapping[str, Any], ...]  # per read shard: spill and summary paths, refs per output shard
+    dead_letters: tuple[Mapping[str, Any], ...]
     counts: Mapping[str, int]
 
 
@@ -85,6 +81,11 @@ class CachePlan:
     def to_render(self) -> dict[str, str]:
         """fingerprint of each task this build reads and renders (and then caches)."""
         return {t: fp for t, fp in self.fingerprints.items() if t not in self.reused_tasks}
+
+    def spill_dirs(self) -> dict[str, str]:
+        """Where each task to render spills, relative to the output: its cache entry, or a scratch
+        folder the build removes when the cache is not kept."""
+        return {t: entry_dir(t, fp) if self.write else f"{SPILL_DIR}/{t}" for t, fp in self.to_render.items()}
 
 
 def plan_cache(output: str, fingerprints: Mapping[str, str], *, incremental: bool) -> CachePlan:
@@ -114,18 +115,30 @@ def _file_stats(location: str) -> list[tuple[str, int, float]]:
     return [(f.path, f.size, f.mtime) for f in match_files(location)]
 
 
-def task_fingerprint(spec: TaskSpec, shards: Iterable[SourceShard], config: BuildConfig, version: str) -> str:
-    """Hash of everything the task's rendered records depend on (see the module docstring)."""
+def task_fingerprint(
+    spec: TaskSpec,
+    shards: Iterable[SourceShard],
+    settings: RenderSettings,
+    version: str,
+    *,
+    layout: ShardLayout,
+    quotas: Mapping[tuple[str, str], int],
+) -> str:
+    """Hash of everything the task's spill depends on (see the module docstring)."""
     shard_rows = []
     stats: dict[str, list[tuple[str, int, float]]] = {}  # a big file has many shards: list it once
+    splits = set()
     for shard in sorted(shards, key=lambda s: s.key):
         described = {k: v for k, v in dataclasses.asdict(shard).items() if k != "inline_rows"}
         if _statted(shard) and shard.location not in stats:
             stats[shard.location] = _file_stats(shard.location)
-        shard_rows.append([described, stats.get(shard.location, [])])
+        shard_rows.append([described, stats.get(shard.location, []), quotas.get((spec.name, shard.key))])
+        splits.add(shard.split)
     spec_fields = {k: v for k, v in dataclasses.asdict(spec).items() if k != "path"}
-    settings = {k: getattr(config, k) for k in RENDER_SETTINGS}
-    payload = json.dumps([version, spec_fields, shard_rows, settings], sort_keys=True, default=repr, ensure_ascii=False)
+    routing = {split: layout.count(split, spec.cluster) for split in sorted(splits)}
+    payload = json.dumps(
+        [version, spec_fields, shard_rows, dataclasses.asdict(settings), routing], sort_keys=True, default=repr, ensure_ascii=False
+    )
     return xxhash.xxh3_128_hexdigest(payload.encode("utf-8"))
 
 
@@ -137,11 +150,8 @@ def load_entry(output: str, task: str, fingerprint: str) -> CacheEntry | None:
     with open_read(index) as f:
         data = json.loads(f.read())
     return CacheEntry(
-        task=task,
-        fingerprint=fingerprint,
-        record_files=tuple(data["record_files"]),
-        dead_letter_files=tuple(data["dead_letter_files"]),
-        counts=data["counts"],
+        task=task, fingerprint=fingerprint, shards=tuple(data["shards"]),
+        dead_letters=tuple(data["dead_letters"]), counts=data["counts"],
     )
 
 
@@ -166,60 +176,21 @@ def discard_entries(output: str, fingerprints: Mapping[str, str], *, keep_curren
     delete(targets)
 
 
-def index_bytes(files: Iterable[Mapping[str, Any]], counts: Mapping[str, int]) -> bytes:
-    files = sorted(files, key=lambda f: f["path"])
+def index_bytes(shard_files: Iterable[Mapping[str, Any]], dead_letters: Iterable[Mapping[str, Any]], counts: Mapping[str, int]) -> bytes:
     return json.dumps(
         {
-            "record_files": [f["path"] for f in files if f["kind"] == "records"],
-            "dead_letter_files": [f["path"] for f in files if f["kind"] == "dead_letters"],
-            "counts": {c: counts.get(c, 0) for c in CACHED_COUNTERS},
+            "shards": sorted((dict(f) for f in shard_files), key=lambda f: f["spill"]),
+            "dead_letters": sorted((dict(d) for d in dead_letters), key=lambda d: json.dumps(d, sort_keys=True)),
+            "counts": {c: counts.get(c, 0) for c in RENDER_COUNTERS},
         },
-        indent=2,
+        indent=1,
         sort_keys=True,
+        ensure_ascii=False,
     ).encode("utf-8")
 
 
-def _global(value: Any) -> WindowedValue:
-    return WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()])
-
-
-class _WriteCacheFilesFn(beam.DoFn):
-    """Buffers a bundle's items (records or dead letters) per task; writes them as content-addressed files.
-
-    Applied straight to the Render outputs, one instance per kind, so caching adds one cheap step
-    per rendered record rather than a tag-and-flatten chain (Beam's per-element cost dominates)."""
-
-    def __init__(self, output: str, fingerprints: Mapping[str, str], kind: str):
-        self._output = output
-        self._fingerprints = dict(fingerprints)
-        self._kind = kind
-
-    def start_bundle(self) -> None:
-        self._buffers: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-
-    def process(self, item: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        buffer = self._buffers[item["task"]]
-        buffer.append(item)
-        if len(buffer) >= CACHE_FILE_ROWS:
-            yield self._flush(item["task"])
-
-    def finish_bundle(self) -> Iterator[WindowedValue]:
-        for task in sorted(self._buffers):
-            if self._buffers[task]:
-                yield _global(self._flush(task))
-
-    def _flush(self, task: str) -> dict[str, Any]:
-        items = self._buffers.pop(task)
-        records = self._kind == "records"
-        data = encode_parquet(items) if records else encode_dead_letters(items)
-        # Named by content: a retried bundle rewrites the same file instead of adding a copy.
-        rel = f"{entry_dir(task, self._fingerprints[task])}/{self._kind}-{xxhash.xxh3_128_hexdigest(data)}.{'parquet' if records else 'jsonl'}"
-        write_bytes(join_path(self._output, rel), data)
-        return {"task": task, "kind": self._kind, "path": rel, "rows": len(items)}
-
-
 class WriteRenderCache(beam.PTransform):
-    """(rendered records, read/render dead letters, read/render counts) -> cache entries, index last."""
+    """(shard files, read/render dead letters, read/render counts) -> one index.json per task, last."""
 
     def __init__(self, output: str, fingerprints: Mapping[str, str]):
         super().__init__()
@@ -227,45 +198,43 @@ class WriteRenderCache(beam.PTransform):
         self._fingerprints = dict(fingerprints)
 
     def expand(self, inputs: tuple[beam.PCollection, beam.PCollection, beam.PCollection]) -> beam.PCollection:
-        records, dead, counts = inputs
+        shard_files, dead, counts = inputs
         output, fingerprints = self._output, self._fingerprints
-        files = (
-            records | "WriteRecordFiles" >> beam.ParDo(_WriteCacheFilesFn(output, fingerprints, "records")),
-            dead | "WriteDeadLetterFiles" >> beam.ParDo(_WriteCacheFilesFn(output, fingerprints, "dead_letters")),
-        ) | "Files" >> beam.Flatten()
 
-        def write_index(task: str, file_list: list[dict[str, Any]], count_list: list) -> Iterator[str]:
-            counts: collections.Counter[str] = collections.Counter()
+        def write_index(task: str, file_list: list, dead_list: list, count_list: list) -> Iterator[str]:
+            totals: collections.Counter[str] = collections.Counter()
             for (t, counter), n in count_list:
                 if t == task:
-                    counts[counter] += n
+                    totals[counter] += n
             rel = f"{entry_dir(task, fingerprints[task])}/{INDEX_NAME}"
-            write_bytes(join_path(output, rel), index_bytes((f for f in file_list if f["task"] == task), counts))
+            files = (f for f in file_list if f["task"] == task)
+            write_bytes(join_path(output, rel), index_bytes(files, (d for d in dead_list if d["task"] == task), totals))
             yield rel
 
         return (
-            records.pipeline
+            shard_files.pipeline
             | "Tasks" >> beam.Create(sorted(fingerprints))
             | "WriteIndex" >> beam.FlatMap(
-                write_index, file_list=beam.pvalue.AsList(files), count_list=beam.pvalue.AsList(counts)
+                write_index,
+                file_list=beam.pvalue.AsList(shard_files),
+                dead_list=beam.pvalue.AsList(dead),
+                count_list=beam.pvalue.AsList(counts),
             )
         )
 
 
-def _read_cache_file(element: tuple[str, str]) -> Iterator[Any]:
-    kind, path = element
-    with open_read(path) as f:
-        data = f.read()
-    if kind == "records":
-        yield from pq.read_table(io.BytesIO(data)).to_pylist()
-    else:
-        for line in data.decode("utf-8").splitlines():
-            if line:
-                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, json.loads(line))
+def _replay_shard(element: tuple[str, Mapping[str, Any]]) -> Iterator[Any]:
+    """One cached read shard -> its (destination, SpillRef)s and its hash summary."""
+    output, files = element
+    spill = join_path(output, files["spill"])
+    for dest, batches, rows in files["refs"]:
+        yield tuple(dest), SpillRef(spill, tuple(batches), rows)
+    with open_read(join_path(output, files["summary"])) as f:
+        yield beam.pvalue.TaggedOutput(SUMMARIES, HashSummary.from_bytes(f.read()))
 
 
 class ReadRenderCache(beam.PTransform):
-    """Cache entries -> records (main) + dead letters + counts, as Render would have emitted them."""
+    """Cache entries -> refs (main) + summaries + dead letters + counts, as rendering would emit them."""
 
     def __init__(self, output: str, entries: Iterable[CacheEntry]):
         super().__init__()
@@ -273,19 +242,15 @@ class ReadRenderCache(beam.PTransform):
         self._entries = sorted(entries, key=lambda e: e.task)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> Any:
-        files = [
-            (kind, join_path(self._output, rel))
-            for e in self._entries
-            for kind, rels in (("records", e.record_files), ("dead_letters", e.dead_letter_files))
-            for rel in rels
-        ]
-        read = (
+        shards = [(self._output, dict(files)) for e in self._entries for files in e.shards]
+        replayed = (
             pbegin
-            | "Files" >> beam.Create(files)
+            | "Shards" >> beam.Create(shards)
             | "Spread" >> beam.Reshuffle()
-            | "ReadFile" >> beam.FlatMap(_read_cache_file).with_outputs(DEAD_LETTERS, main="records")
+            | "Replay" >> beam.FlatMap(_replay_shard).with_outputs(SUMMARIES, main="refs")
         )
+        dead = pbegin | "DeadLetters" >> beam.Create([dict(d) for e in self._entries for d in e.dead_letters])
         counts = pbegin | "Counts" >> beam.Create(
             [((e.task, counter), n) for e in self._entries for counter, n in sorted(e.counts.items())]
         )
-        return {"records": read["records"], DEAD_LETTERS: read[DEAD_LETTERS], COUNTS: counts}
+        return {"refs": replayed["refs"], SUMMARIES: replayed[SUMMARIES], DEAD_LETTERS: dead, COUNTS: counts}

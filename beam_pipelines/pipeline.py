@@ -1,68 +1,119 @@
 """build_pipeline: the whole build as one Beam graph, stage by stage (see docs/ARCHITECTURE.md).
 
-    Read | Render | Deduplicate | Balance | WriteShards, then WriteManifest
+    Render (read + render into spill files) | Deduplicate (hash summaries) | [TopUp] | WriteShards,
+    then WriteManifest
 
-Each stage also emits per-task counts and, where rows can fail, dead letters; those are gathered
-here so the manifest can account for every row. In an incremental build, tasks whose render is
-cached skip Read and Render: ReadRenderCache replays their records, dead letters and counts into
-Deduplicate, and WriteRenderCache keeps the freshly rendered tasks for next time.
+Rows travel only inside a worker: Render writes them to spill files grouped by output shard, and
+what flows through the graph are file references, hash summaries, counts and dead letters. The
+one shuffle groups references by output shard; dedup within a cluster and the caps are applied by
+the shard writers, with the cross-cluster winners and the cap thresholds as side inputs computed
+from the summaries. In an incremental build, cached tasks skip Render: ReadRenderCache replays
+their references, summaries, counts and dead letters.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Iterable
+
 import apache_beam as beam
 
-from flanforge.beam_pipelines.balance import Balance
 from flanforge.beam_pipelines.catalog import TaskSpec
 from flanforge.beam_pipelines.config import BuildConfig
 from flanforge.beam_pipelines.counting import COUNTS, DEAD_LETTERS
 from flanforge.beam_pipelines.dead_letters import WriteDeadLetters
-from flanforge.beam_pipelines.dedup import Deduplicate
-from flanforge.beam_pipelines.incremental import CachePlan, ReadRenderCache, WriteRenderCache
+from flanforge.beam_pipelines.dedup import CROSS, DedupDecisions
+from flanforge.beam_pipelines.incremental import SPILL_DIR, CachePlan, ReadRenderCache, WriteRenderCache
+from flanforge.beam_pipelines.layout import ShardLayout
 from flanforge.beam_pipelines.manifest import WriteManifest
 from flanforge.beam_pipelines.shards import WriteShards
 from flanforge.beam_pipelines.sources import SourceShard
-from flanforge.beam_pipelines.transforms import ReadTasks, RenderTemplates
+from flanforge.beam_pipelines.transforms import SHARD_FILES, SUMMARIES, ExemplarPools, RenderShards
 
 
-def build_pipeline(
-    p: beam.Pipeline,
-    config: BuildConfig,
-    tasks: list[TaskSpec],
-    shards: list[SourceShard],
-    excluded_clusters: tuple[str, ...] = (),
-    cache: CachePlan | None = None,
-) -> beam.PCollection:
-    """Add the build to pipeline `p`; returns the PCollection holding the manifest's path.
+@dataclass(frozen=True)
+class BuildPlan:
+    """What the launcher decided before anything runs (build.py `plan_build`)."""
 
-    `shards` are the reads of the tasks to render (all tasks unless `cache` reuses some);
-    `excluded_clusters` are kept out of training because of held-out clusters (recorded in the manifest)."""
-    reused = cache.reused_tasks if cache else frozenset()
-    read = p | "Read" >> ReadTasks(shards)
-    rendered = read["rows"] | "Render" >> RenderTemplates([t for t in tasks if t.name not in reused], config)
-    fresh_dead = (read[DEAD_LETTERS], rendered[DEAD_LETTERS]) | "RenderDeadLetters" >> beam.Flatten()
-    fresh_counts = (read[COUNTS], rendered[COUNTS]) | "RenderCounts" >> beam.Flatten()
-    record_streams, dead_streams, count_streams = [rendered["records"]], [fresh_dead], [fresh_counts]
-    if cache and cache.reused:
-        replayed = p | "ReadRenderCache" >> ReadRenderCache(config.output, cache.reused)
-        record_streams.append(replayed["records"])
-        dead_streams.append(replayed[DEAD_LETTERS])
-        count_streams.append(replayed[COUNTS])
-    if cache and cache.write and cache.to_render:
-        _ = (rendered["records"], fresh_dead, fresh_counts) | "WriteRenderCache" >> WriteRenderCache(config.output, cache.to_render)
+    tasks: list[TaskSpec]
+    shards: dict[str, list[SourceShard]]  # task -> its read shards
+    excluded_clusters: tuple[str, ...]  # kept out of the build because of held-out clusters
+    fingerprints: dict[str, str]  # task -> hash of what its render depends on (see incremental.py)
+    layout: ShardLayout  # output shard count per (split, cluster)
+    quotas: dict[tuple[str, str], int]  # (task, read shard key) -> candidates per template (capped splits)
 
-    all_records = tuple(record_streams) | "AllRendered" >> beam.Flatten()
-    unique = all_records | "Deduplicate" >> Deduplicate()
-    balanced = unique["records"] | "Balance" >> Balance(config.max_examples_per_task, config.seed)
-    written = balanced["records"] | "WriteShards" >> WriteShards(config.output, config.formats, config.target_shard_bytes)
+    def shards_of(self, tasks: Iterable[str]) -> list[SourceShard]:
+        return [s for t in sorted(tasks) for s in self.shards[t]]
 
-    dead = (
-        tuple(dead_streams)
-        | "AllDeadLetters" >> beam.Flatten()
-        | "WriteDeadLetters" >> WriteDeadLetters(config.output)
+
+class _Streams:
+    """The refs, summaries, counts and dead letters of every Render branch, flattened at the end."""
+
+    def __init__(self) -> None:
+        self.refs: list[beam.PCollection] = []
+        self.summaries: list[beam.PCollection] = []
+        self.counts: list[beam.PCollection] = []
+        self.dead: list[beam.PCollection] = []
+
+    def add(self, outputs, refs_tag: str = "refs") -> None:
+        self.refs.append(outputs[refs_tag])
+        self.summaries.append(outputs[SUMMARIES])
+        self.counts.append(outputs[COUNTS])
+        self.dead.append(outputs[DEAD_LETTERS])
+
+
+def _short_tasks(totals: beam.PCollection, counts: beam.PCollection, cap: int) -> beam.PCollection:
+    """Tasks whose surviving candidates fall short of the cap while rows were left unrendered."""
+    unrendered = (
+        counts
+        | "Unrendered" >> beam.Filter(lambda kv: kv[0][1] == "capped")
+        | "ByTask" >> beam.Map(lambda kv: (kv[0][0], kv[1]))
+        | "SumUnrendered" >> beam.CombinePerKey(sum)
     )
-    counts = (
-        (*count_streams, unique[COUNTS], balanced[COUNTS], written[COUNTS])
-        | "AllCounts" >> beam.Flatten()
-        | "SumCounts" >> beam.CombinePerKey(sum)
+    kept = totals | "KeptByTask" >> beam.Map(lambda kv: (kv[0][0], kv[1]))
+    return (
+        {"kept": kept, "left": unrendered}
+        | "Join" >> beam.CoGroupByKey()
+        | "Short" >> beam.FlatMap(lambda kv: [kv[0]] if sum(kv[1]["left"]) > 0 and sum(kv[1]["kept"]) < cap else [])
     )
-    return (written["shards"], counts, dead) | "WriteManifest" >> WriteManifest(config, tasks, excluded_clusters, cache)
+
+
+def build_pipeline(p: beam.Pipeline, config: BuildConfig, plan: BuildPlan, cache: CachePlan) -> beam.PCollection:
+    """Add the build to pipeline `p`; returns the PCollection holding the manifest's path."""
+    settings, cap, output = config.render_settings, config.max_examples_per_task, config.output
+    to_render = [t for t in plan.tasks if t.name in cache.to_render]
+    shards = plan.shards_of(cache.to_render)
+    pools = (
+        p | "ExemplarPools" >> ExemplarPools(shards, settings.seed)
+        if settings.few_shot
+        else p | "NoExemplars" >> beam.Create([])
+    )
+    streams = _Streams()
+    rendered = p | "Render" >> RenderShards(
+        shards, to_render, settings, plan.layout, output, cache.spill_dirs(), plan.quotas, pools=pools, keep_summaries=cache.write
+    )
+    streams.add(rendered)
+    if cache.reused:
+        streams.add(p | "ReadRenderCache" >> ReadRenderCache(output, cache.reused))
+    if cache.write and to_render:
+        _ = (rendered[SHARD_FILES], rendered[DEAD_LETTERS], rendered[COUNTS]) | "WriteRenderCache" >> WriteRenderCache(output, cache.to_render)
+
+    clusters = {t.name: t.cluster for t in plan.tasks}
+    if cap is None:
+        thresholds = p | "NoCap" >> beam.Create([])
+    else:
+        first = tuple(streams.summaries) | "FirstSummaries" >> beam.Flatten() | "FirstPass" >> DedupDecisions(clusters, cap)
+        short = _short_tasks(first["totals"], tuple(streams.counts) | "FirstCounts" >> beam.Flatten(), cap)
+        capped_shards = [s for s in plan.shards_of(clusters) if (s.task, s.key) in plan.quotas]
+        top_up_dirs = {t: f"{SPILL_DIR}/{t}" for t in clusters}
+        streams.add(
+            p | "TopUp" >> RenderShards(capped_shards, plan.tasks, settings, plan.layout, output, top_up_dirs, plan.quotas, pools=pools, short=short)
+        )
+    decisions = tuple(streams.summaries) | "AllSummaries" >> beam.Flatten() | "Deduplicate" >> DedupDecisions(clusters, cap)
+    if cap is not None:
+        thresholds = decisions["thresholds"]
+    refs = tuple(streams.refs) | "AllRefs" >> beam.Flatten()
+    written = (refs, decisions[CROSS], thresholds) | "WriteShards" >> WriteShards(output, config.formats, plan.layout)
+
+    dead = tuple(streams.dead) | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteDeadLetters(output)
+    counts = (*streams.counts, written[COUNTS]) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
+    return (written["shards"], counts, dead) | "WriteManifest" >> WriteManifest(config, plan.tasks, plan.excluded_clusters, cache)

@@ -4,7 +4,8 @@ Templates come from contributors, so they are untrusted: they run in Jinja's
 ImmutableSandboxedEnvironment (no attribute tricks, no mutation, no file loader, so no
 include/import), with StrictUndefined (a misspelt variable is an error, not an empty string) and a
 bound on output length. They are compiled once per `CompiledTask` (once per worker in Beam), never
-per row. Nothing here imports Beam: the DoFn in `render_transform.py` is a thin wrapper.
+per row. Nothing here imports Beam: `render_shard.py` drives it over a read shard, and the DoFn in
+`transforms.py` is a thin wrapper around that.
 """
 from __future__ import annotations
 
@@ -43,36 +44,55 @@ def make_environment() -> ImmutableSandboxedEnvironment:
     )
 
 
-class CompiledTemplate:
-    """A compiled Jinja template with a fast, exact render path.
+class _FastContext:
+    """Builds a Jinja render context directly, with the template's globals captured once.
 
-    `jinja2.Template.render` rebuilds its context through several layers of calls on every
-    render; here the globals are captured once and the context is built directly, which yields
-    the same output (a test checks byte-equality) at a fraction of the per-call overhead.
-    """
+    `jinja2.Template.render` and `TemplateExpression.__call__` rebuild their context through
+    several layers of calls (and a ChainMap walk) on every call; building it here yields the same
+    context (a test checks byte-equality) at a fraction of the per-call cost."""
 
-    def __init__(self, env: jinja2.Environment, source: str, name: str):
+    def __init__(self, env: jinja2.Environment, template: jinja2.Template, name: str | None):
         self.name = name
         self._env = env
-        self._template = env.from_string(source)
-        self.variables = frozenset(meta.find_undeclared_variables(env.parse(source)))
-        self._globals = dict(self._template.globals)
-        self._blocks = self._template.blocks
-        self._root = self._template.root_render_func
+        self._globals = dict(template.globals)
+        self._blocks = template.blocks
+        self._root = template.root_render_func
         self._context_class = env.context_class
 
+    def _run(self, variables: Mapping[str, Any]) -> tuple[Any, Iterator[str]]:
+        ctx = self._context_class(self._env, {**self._globals, **variables}, self.name, self._blocks, globals=self._globals)
+        return ctx, self._root(ctx)
+
+
+class CompiledTemplate(_FastContext):
+    """A compiled Jinja template with a fast, exact render path and a bound on its output length."""
+
+    def __init__(self, env: jinja2.Environment, source: str, name: str):
+        super().__init__(env, env.from_string(source), name)
+        self.variables = frozenset(meta.find_undeclared_variables(env.parse(source)))
+
     def render(self, variables: Mapping[str, Any], max_chars: int = MAX_OUTPUT_CHARS) -> str:
-        ctx = self._context_class(
-            self._env, {**self._globals, **variables}, self.name, self._blocks, globals=self._globals
-        )
         parts: list[str] = []
         size = 0
-        for chunk in self._root(ctx):
+        for chunk in self._run(variables)[1]:
             size += len(chunk)
             if size > max_chars:
                 raise RenderError(f"output is longer than {max_chars} characters")
             parts.append(chunk)
         return "".join(parts).strip()
+
+
+class CompiledExpression(_FastContext):
+    """A compiled Jinja expression (`Environment.compile_expression`), called with a mapping."""
+
+    def __init__(self, env: jinja2.Environment, source: str):
+        super().__init__(env, env.compile_expression(source, undefined_to_none=False)._template, None)
+
+    def __call__(self, variables: Mapping[str, Any]) -> Any:
+        ctx, events = self._run(variables)
+        for _ in events:
+            pass
+        return ctx.vars["result"]
 
 
 @dataclass(frozen=True)
@@ -120,12 +140,12 @@ class CompiledTask:
         env = make_environment()
         problems: list[str] = []
 
-        def expression(source: str, where: str) -> Callable[..., Any]:
+        def expression(source: str, where: str) -> Callable[[Mapping[str, Any]], Any]:
             try:
-                return env.compile_expression(source, undefined_to_none=False)
+                return CompiledExpression(env, source)
             except jinja2.TemplateSyntaxError as e:
                 problems.append(f"{spec.path}: {where}: {e.message} in expression {source!r}")
-                return lambda **_: None
+                return lambda _: None
 
         def template(t: TemplateSpec, field_name: str, source: str) -> CompiledTemplate | None:
             try:
@@ -172,9 +192,9 @@ class CompiledTask:
             self._attach_answer(variables)
         return variables
 
-    def _evaluate(self, expr: Callable[..., Any], variables: Mapping[str, Any], where: str) -> Any:
+    def _evaluate(self, expr: Callable[[Mapping[str, Any]], Any], variables: Mapping[str, Any], where: str) -> Any:
         try:
-            return expr(**variables)
+            return expr(variables)
         except Exception as e:  # any failure of contributed code is a row problem, never a crash
             raise RowError(f"{where}: {type(e).__name__}: {e}") from None
 
@@ -261,6 +281,23 @@ class TemplateMode:
             return [(ordinal + seeded_hash(seed, task, shard)) % n]
         ranked = sorted(range(n), key=lambda i: seeded_hash(seed, task, example_id, template_ids[i]))
         return sorted(ranked[: self.k])
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Every build setting that changes what rendering produces: what a render DoFn takes, and what
+    the render cache's fingerprint hashes (caps, formats and shard size act after rendering)."""
+
+    template_mode: str = "all"
+    seed: int = 0
+    options_variants: str = "template"
+    few_shot: int = 0
+    few_shot_separator: str = "\n\n"
+    demo: bool = False  # samples instead of the real source: different rows
+
+    @property
+    def mode(self) -> TemplateMode:
+        return TemplateMode.parse(self.template_mode)
 
 
 class Application(NamedTuple):
@@ -368,6 +405,24 @@ def render_row(
         return RowOutcome([], [str(e)] * len(applications))
     if variables is None:
         return RowOutcome([], [], filtered=True)
+    return render_prepared(
+        task, variables, split=split, example_id=example_id, applications=applications,
+        exemplars=exemplars, few_shot_k=few_shot_k, separator=separator,
+    )
+
+
+def render_prepared(
+    task: CompiledTask,
+    variables: Mapping[str, Any],
+    *,
+    split: str,
+    example_id: str,
+    applications: Sequence[Application],
+    exemplars: Sequence[dict[str, Any]] = (),
+    few_shot_k: int = 0,
+    separator: str = "\n\n",
+) -> RowOutcome:
+    """Render a prepared row (`CompiledTask.prepare`) as planned; never raises for bad data."""
     records, failures = [], []
     for app in applications:
         try:

@@ -1,83 +1,69 @@
-"""WriteShards: records -> split=…/cluster=…/part-SSSSS-of-NNNNN.{tfrecord,parquet}.
+"""WriteShards: spill refs -> split=…/cluster=…/part-SSSSS-of-NNNNN.{tfrecord,parquet}.
 
-A shard's rows follow from content hashes alone (bucket = hash mod shard count) and are sorted by
-content hash inside the shard, so the bytes of every file are the same whatever the runner,
-worker count or arrival order. The shard count of a (split, cluster) comes from its size and the
-target shard size. Every expected shard is written, even an empty one, so `-of-NNNNN` is honest.
+The only shuffle of the build groups spill refs (a path and batch numbers, never rows) by their
+output shard. A writer reads its shard's batches, keeps one copy of every content hash (the shard
+*is* the dedup group within a cluster), drops the copies that a record in another cluster wins and
+the capped candidates above their template's threshold, and writes the rows sorted by content hash.
+So every file's bytes are the same whatever the runner, worker count or arrival order. Every
+expected shard is written, even an empty one, so `-of-NNNNN` is honest. A writer holds one shard,
+so memory is bounded by the shard size, not the corpus.
 """
 from __future__ import annotations
 
 import io
-import math
-import os
 from typing import Any, Iterable, Iterator, Mapping
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from flanforge.beam_pipelines.balance import SampleKey
 from flanforge.beam_pipelines.counting import COUNTS, CountingDoFn
-from flanforge.beam_pipelines.hashing import bucket_of
-from flanforge.beam_pipelines.storage import join_path, write_bytes
-from flanforge.schemas.records import RECORD_FIELDS, arrow_schema
-
-FORMATS = {"tfrecord": "tfrecord", "parquet": "parquet"}  # format -> file extension
-ROW_OVERHEAD_BYTES = 120  # ids and metadata per row, for sizing shards
-
-
-def shard_path(fmt: str, split: str, cluster: str, index: int, count: int) -> str:
-    return f"{fmt}/split={split}/cluster={cluster}/part-{index:05d}-of-{count:05d}.{FORMATS[fmt]}"
+from flanforge.beam_pipelines.dedup import first_copies
+from flanforge.beam_pipelines.layout import Destination, ShardLayout
+from flanforge.beam_pipelines.spill import SAMPLE_KEY, SpillRef, read_spilled
+from flanforge.beam_pipelines.storage import join_path, write_chunks
+from flanforge.schemas.records import FIELD_NAMES, arrow_schema, shard_path
+from flanforge.schemas.tfexample import ExampleEncoder
 
 
-def approx_bytes(record: Mapping[str, Any]) -> int:
-    return len(record["inputs"]) + len(record["targets"]) + ROW_OVERHEAD_BYTES
+TFRECORD_CHUNK_ROWS = 8192  # records turned into Python values at a time while writing TFRecord
 
 
-def shard_count(total_bytes: int, target_shard_bytes: int) -> int:
-    return max(1, math.ceil(total_bytes / target_shard_bytes))
-
-
-def encode_parquet(records: list[dict[str, Any]]) -> bytes:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pylist(records, schema=arrow_schema())
+def encode_parquet(table: pa.Table) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
+    pq.write_table(table.combine_chunks(), buf, compression="zstd")
     return buf.getvalue()
 
 
-class TFExampleEncoder:
-    """Serialises records as tf.train.Example inside TFRecord framing (imports TensorFlow once)."""
+def tfrecord_chunks(table: pa.Table, encoder: ExampleEncoder) -> Iterator[bytes]:
+    """A TFRecord file's bytes in pieces, so only a slice of the shard is ever held as Python objects."""
+    for batch in table.to_batches(max_chunksize=TFRECORD_CHUNK_ROWS):
+        yield encoder.encode_columns({n: batch.column(n).to_pylist() for n in FIELD_NAMES}, batch.num_rows)
 
-    def __init__(self) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of build logs
-        from apache_beam.io.tfrecordio import _TFRecordUtil  # Beam's TFRecord framing (length + masked CRC32C)
-        from tensorflow.core.example import example_pb2
 
-        self._example_class = example_pb2.Example
-        self._frame = _TFRecordUtil.write_record
+def _task_counts(tasks: pa.ChunkedArray | pa.Array) -> dict[str, int]:
+    if len(tasks) == 0:
+        return {}
+    counts = pc.value_counts(tasks.combine_chunks() if isinstance(tasks, pa.ChunkedArray) else tasks)
+    return {c["values"].as_py(): c["counts"].as_py() for c in counts}
 
-    def example(self, record: Mapping[str, Any]) -> bytes:
-        # Filling the message's repeated fields in place is ~3x faster than building nested
-        # tf.train.Feature objects from keyword arguments, and serialises to the same bytes.
-        example = self._example_class()
-        features = example.features.feature
-        for f in RECORD_FIELDS:
-            value = record[f.name]
-            if f.kind == "int64":
-                features[f.name].int64_list.value.append(value)
-            elif f.kind == "string":
-                features[f.name].bytes_list.value.append(value.encode("utf-8"))
-            else:
-                values = features[f.name].bytes_list
-                values.SetInParent()  # an empty list is still a bytes_list, as readers' specs expect
-                values.value.extend(v.encode("utf-8") for v in value)
-        return example.SerializeToString(deterministic=True)
 
-    def encode(self, records: Iterable[Mapping[str, Any]]) -> bytes:
-        buf = io.BytesIO()
-        for r in records:
-            self._frame(buf, self.example(r))
-        return buf.getvalue()
+def lost_to_other_clusters(hashes: list[str], cluster: str, split: str, winners: Mapping[tuple[str, str], str]) -> list[bool]:
+    """Per record: is its hash won by a copy in another cluster?"""
+    return [winners.get((split, h), cluster) != cluster for h in hashes]
+
+
+def over_cap(
+    columns: tuple[list[str], list[str], list[int], list[str]], split: str, thresholds: Mapping[tuple[str, str, str], SampleKey | None]
+) -> list[bool]:
+    """Per record (task, template, sample key, hash): is it a capped candidate above its template's threshold?"""
+    over = []
+    for task, template, key, content in zip(*columns):
+        limit = thresholds.get((task, split, template))
+        over.append(limit is not None and (key, content) > limit)
+    return over
 
 
 class _WriteShardFn(CountingDoFn):
@@ -86,45 +72,69 @@ class _WriteShardFn(CountingDoFn):
         self._formats = formats
 
     def setup(self) -> None:
-        self._tf = TFExampleEncoder() if "tfrecord" in self._formats else None
+        self._tf = ExampleEncoder()
+        self._schema = arrow_schema()
 
-    def process(self, element: tuple[tuple[str, str, int, int], Mapping[str, Iterable]]) -> Iterator[dict[str, Any]]:
-        (split, cluster, index, count), groups = element
-        records = sorted(groups["rows"], key=lambda r: r["content_hash"])
+    def _drop(self, table: pa.Table, keep: pa.Array, mask: list[bool], counter: str) -> pa.Array:
+        """Remove the rows of `keep` that `mask` marks, counting them per task."""
+        if not any(mask):
+            return keep
+        marked = pa.array(mask)
+        for task, n in _task_counts(table.column("task").take(keep.filter(marked))).items():
+            self.count(task, counter, n)
+        return keep.filter(pc.invert(marked))
+
+    def process(
+        self,
+        element: tuple[Destination, Iterable[SpillRef | None]],
+        winners: Mapping[tuple[str, str], str],
+        thresholds: Mapping[tuple[str, str, str], SampleKey | None],
+    ) -> Iterator[dict[str, Any]]:
+        (split, cluster, index, count), refs = element
+        table = read_spilled(r for r in refs if r is not None)
+        keep, duplicates = first_copies(table)
+        for task, n in _task_counts(table.column("task").take(duplicates)).items():
+            self.count(task, "duplicates", n)
+        if winners:
+            hashes = table.column("content_hash").take(keep).to_pylist()
+            keep = self._drop(table, keep, lost_to_other_clusters(hashes, cluster, split, winners), "duplicates")
+        if thresholds:
+            columns = tuple(table.column(c).take(keep).to_pylist() for c in ("task", "template_id", SAMPLE_KEY, "content_hash"))
+            keep = self._drop(table, keep, over_cap(columns, split, thresholds), "capped")
+        records = table.select(list(FIELD_NAMES)).take(keep).cast(self._schema)
+        del table
+        for task, n in _task_counts(records.column("task")).items():
+            self.count(task, "written", n)
+            self.count(task, f"written@{split}", n)
         for fmt in self._formats:
-            data = self._tf.encode(records) if fmt == "tfrecord" else encode_parquet(records)
             rel = shard_path(fmt, split, cluster, index, count)
-            digest = write_bytes(join_path(self._output, rel), data)
-            yield {"path": rel, "format": fmt, "split": split, "cluster": cluster, "rows": len(records), "bytes": len(data), "sha256": digest}
-        for r in records:
-            self.count(r["task"], "written")
-            self.count(r["task"], f"written@{r['split']}")
+            chunks = tfrecord_chunks(records, self._tf) if fmt == "tfrecord" else [encode_parquet(records)]
+            size, digest = write_chunks(join_path(self._output, rel), chunks)
+            yield {"path": rel, "format": fmt, "split": split, "cluster": cluster, "rows": records.num_rows, "bytes": size, "sha256": digest}
 
 
 class WriteShards(beam.PTransform):
-    """records -> shard infos (one dict per file written) + per-task written counts."""
+    """(destination, SpillRef) pairs -> shard infos (one dict per file written) + per-task counts.
 
-    def __init__(self, output: str, formats: tuple[str, ...], target_shard_bytes: int):
+    Side inputs: `winners` ((split, hash) -> cluster) from DedupDecisions, and `thresholds`
+    ((task, split, template) -> SampleKey | None) from the cap (empty without one)."""
+
+    def __init__(self, output: str, formats: tuple[str, ...], layout: ShardLayout):
         super().__init__()
         self._output = output
         self._formats = formats
-        self._target = target_shard_bytes
+        self._layout = layout
 
-    def expand(self, records: beam.PCollection) -> Any:
-        target = self._target
-        counts = (
-            records
-            | "SizeOf" >> beam.Map(lambda r: ((r["split"], r["cluster"]), approx_bytes(r)))
-            | "SizePerPartition" >> beam.CombinePerKey(sum)
-            | "ShardCount" >> beam.Map(lambda kv: (kv[0], shard_count(kv[1], target)))
-        )
-        keyed = records | "KeyByShard" >> beam.Map(
-            lambda r, n: ((r["split"], r["cluster"], bucket_of(r["content_hash"], n[(r["split"], r["cluster"])]), n[(r["split"], r["cluster"])]), r),
-            n=beam.pvalue.AsDict(counts),
-        )
-        expected = counts | "EveryShard" >> beam.FlatMap(lambda kv: [((kv[0][0], kv[0][1], i, kv[1]), None) for i in range(kv[1])])
+    def expand(self, inputs: tuple[beam.PCollection, beam.PCollection, beam.PCollection]) -> Any:
+        refs, winners, thresholds = inputs
+        every_shard = refs.pipeline | "EveryShard" >> beam.Create([(d, None) for d in self._layout.destinations()])
         return (
-            {"rows": keyed, "expected": expected}
-            | "GroupShards" >> beam.CoGroupByKey()
-            | "Write" >> beam.ParDo(_WriteShardFn(self._output, self._formats)).with_outputs(COUNTS, main="shards")
+            (refs, every_shard)
+            | "AllShards" >> beam.Flatten()
+            | "GroupShards" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(
+                _WriteShardFn(self._output, self._formats),
+                winners=beam.pvalue.AsDict(winners),
+                thresholds=beam.pvalue.AsDict(thresholds),
+            ).with_outputs(COUNTS, main="shards")
         )

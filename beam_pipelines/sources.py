@@ -59,6 +59,7 @@ class SourceShard:
     hf_revision: str | None = None
     hf_data_dir: str | None = None
     inline_rows: tuple[dict[str, Any], ...] = ()  # kind "samples": the spec's own rows travel with the shard
+    file_bytes: int = 0  # size of the file behind a file shard: sizes the render and the output at plan time
 
     @property
     def key(self) -> str:
@@ -183,7 +184,9 @@ def _parquet_shards(base: dict[str, Any], row_counts: list[int], first_row: int)
 
 
 def _plan_file(spec: TaskSpec, split: str, info: FileInfo, rel: str, kind: str) -> list[SourceShard]:
-    base = dict(task=spec.name, split=split, kind=kind, location=info.path, id_field=spec.source.id_field, id_prefix=rel)
+    base = dict(
+        task=spec.name, split=split, kind=kind, location=info.path, id_field=spec.source.id_field, id_prefix=rel, file_bytes=info.size
+    )
     if kind == "jsonl" and _starts_with(info.path, b"["):
         raise _error(spec.name, split, f"{info.path} is a JSON array; flanforge reads JSON Lines (one object per line)")
     if kind == "jsonl" and not info.path.endswith(".gz"):

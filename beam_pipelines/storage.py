@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Iterable
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -115,14 +115,29 @@ def join_path(root: str, relative: str) -> str:
     return FileSystems.join(root, *relative.split("/"))
 
 
-def write_bytes(path: str, data: bytes) -> str:
-    """Write a whole file in one go and return its sha256 (local dirs are created; a GCS upload is atomic)."""
+def open_write(path: str) -> BinaryIO:
+    """A binary writer (local dirs are created; a GCS object appears whole when the writer closes)."""
     use_emulator_credentials()
     if not is_remote(path):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(data)
-    return hashlib.sha256(data).hexdigest()
+    return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def write_bytes(path: str, data: bytes) -> str:
+    """Write a whole file in one go and return its sha256."""
+    return write_chunks(path, [data])[1]
+
+
+def write_chunks(path: str, chunks: Iterable[bytes]) -> tuple[int, str]:
+    """Write a file from pieces as they are produced; (size, sha256) of what was written."""
+    digest = hashlib.sha256()
+    size = 0
+    with open_write(path) as f:
+        for chunk in chunks:
+            f.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
 
 
 def check_output_location(path: str) -> None:

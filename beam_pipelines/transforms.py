@@ -1,125 +1,151 @@
-"""The Read and Render stages as Beam PTransforms: thin wrappers over sources.py and render.py."""
+"""The Render stage as Beam PTransforms: thin wrappers over render_shard.py (and the few-shot pools).
+
+One element per read shard goes in; a handful per shard comes out (spill refs, a hash summary,
+a note of the files written, counts, dead letters). Rows never become Beam elements.
+"""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import apache_beam as beam
+import xxhash
 
 from flanforge.beam_pipelines.catalog import TaskSpec
 from flanforge.beam_pipelines.counting import COUNTS, DEAD_LETTERS, CountingDoFn
-from flanforge.beam_pipelines.config import EVAL_ZEROSHOT, BuildConfig
 from flanforge.beam_pipelines.hashing import seeded_hash
-from flanforge.beam_pipelines.render import CompiledTask, choose_exemplars, plan_applications, render_row
+from flanforge.beam_pipelines.layout import ShardLayout
+from flanforge.beam_pipelines.render import CompiledTask, RenderSettings
+from flanforge.beam_pipelines.render_shard import ShardRenderer
+from flanforge.beam_pipelines.sources import SourceRow, SourceShard, read_shard
+from flanforge.beam_pipelines.spill import SpillWriter
+from flanforge.beam_pipelines.storage import join_path, write_bytes
 
+SUMMARIES = "summaries"
+SHARD_FILES = "shard_files"
 # Train rows per task kept as few-shot exemplar candidates; each row draws its own K from these.
 EXEMPLAR_POOL_SIZE = 64
-from flanforge.beam_pipelines.sources import ReadProblem, SourceRow, SourceShard, read_shard
 
 
-def dead_letter(stage: str, task: str, split: str, where: str, error: str, templates: int = 0) -> dict[str, Any]:
-    """A dead-letter record: what failed, where, and how many template applications it cost."""
-    return {"stage": stage, "task": task, "split": split, "where": where, "error": error, "template_applications": templates}
+def shard_file_stem(shard: SourceShard) -> str:
+    """A read shard's spill file name: stable across runs, so a retried bundle overwrites its own file."""
+    return xxhash.xxh3_64_hexdigest(f"{shard.task}\x1f{shard.key}".encode())
 
 
-class _ReadShardFn(CountingDoFn):
-    def process(self, shard: SourceShard) -> Iterator[Any]:
-        for item in read_shard(shard):
-            if isinstance(item, ReadProblem):
-                self.count(item.task, "read_errors")
-                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter("read", item.task, item.split, item.where, item.error))
-            else:
-                self.count(item.task, "read")
-                yield item
-
-
-class ReadTasks(beam.PTransform):
-    """Source shards -> SourceRows (main) + dead letters + counts.
-
-    The shard list is planned on the launcher; a Reshuffle spreads the shards over workers so a
-    multi-process DirectRunner or Dataflow reads in parallel.
-    """
-
-    def __init__(self, shards: list[SourceShard]):
-        super().__init__()
-        self._shards = shards
-
-    def expand(self, pbegin: beam.pvalue.PBegin) -> Any:
-        return (
-            pbegin
-            | "Shards" >> beam.Create(self._shards)
-            | "Spread" >> beam.Reshuffle()
-            | "ReadShard" >> beam.ParDo(_ReadShardFn()).with_outputs(COUNTS, DEAD_LETTERS, main="rows")
-        )
-
-
-class _RenderFn(CountingDoFn):
-    def __init__(self, tasks: list[TaskSpec], config: BuildConfig):
+class _RenderShardFn(CountingDoFn):
+    def __init__(
+        self,
+        tasks: list[TaskSpec],
+        settings: RenderSettings,
+        layout: ShardLayout,
+        output: str,
+        spill_dirs: Mapping[str, str],
+        quotas: Mapping[tuple[str, str], int],
+        top_up: bool,
+        keep_summaries: bool,
+    ):
         self._specs = {t.name: t for t in tasks}
-        self._mode = config.mode
-        self._seed = config.seed
-        self._options_variants = config.options_variants
-        self._few_shot = config.few_shot
-        self._separator = config.few_shot_separator
+        self._settings = settings
+        self._layout = layout
+        self._output = output
+        self._spill_dirs = dict(spill_dirs)
+        self._quotas = dict(quotas)
+        self._top_up = top_up
+        self._keep_summaries = keep_summaries
 
     def setup(self) -> None:
         # Compile every template once per worker, never per row.
         self._compiled = {name: CompiledTask(spec) for name, spec in self._specs.items()}
 
-    def process(self, row: SourceRow, pools: dict[str, list[tuple[str, dict[str, Any]]]]) -> Iterator[Any]:
-        task = self._compiled[row.task]
-        indices = self._mode.select(
-            task.spec.template_ids, seed=self._seed, task=row.task, example_id=row.example_id, shard=row.shard_key, ordinal=row.ordinal
-        )
-        # Exemplars come from the train split only, so evaluation rows never see one.
-        few_shot = self._few_shot > 0 and row.split == "train"
-        applications = plan_applications(
-            task, indices, options_variants=self._options_variants, evaluation=row.split == EVAL_ZEROSHOT, few_shot=few_shot
-        )
-        exemplars = choose_exemplars(pools.get(row.task, []), seed=self._seed, task=row.task, example_id=row.example_id) if few_shot else []
-        outcome = render_row(
-            task, row.row, split=row.split, example_id=row.example_id, applications=applications,
-            exemplars=exemplars, few_shot_k=self._few_shot, separator=self._separator,
-        )
-        if outcome.filtered:
-            self.count(row.task, "filtered")
+    def process(self, shard: SourceShard, pools: Mapping[str, list], short: Iterable[str] = ()) -> Iterator[Any]:
+        if self._top_up and shard.task not in set(short):
             return
-        self.count(row.task, "template_applications", len(applications))
-        self.count(row.task, "rendered", len(outcome.records))
-        yield from outcome.records
-        if outcome.failures:
-            self.count(row.task, "failed", len(outcome.failures))
-            for error in sorted(set(outcome.failures)):
-                n = outcome.failures.count(error)
-                yield beam.pvalue.TaggedOutput(
-                    DEAD_LETTERS, dead_letter("render", row.task, row.split, row.example_id, error, templates=n)
-                )
-
-
-class RenderTemplates(beam.PTransform):
-    """SourceRows -> output records (main) + dead letters + counts, per the template mode.
-
-    With few-shot on, a seeded sample of each task's train rows (bottom-k by hash of the
-    example id, so it is the same on every runner) reaches every worker as a side input.
-    """
-
-    def __init__(self, tasks: list[TaskSpec], config: BuildConfig):
-        super().__init__()
-        self._fn = _RenderFn(tasks, config)
-        self._seed = config.seed
-        self._few_shot = config.few_shot
-
-    def expand(self, rows: beam.PCollection) -> Any:
-        seed = self._seed
-        if self._few_shot:
-            pools = (
-                rows
-                | "TrainRows" >> beam.Filter(lambda r: r.split == "train")
-                | "PoolKey" >> beam.Map(lambda r: (r.task, (seeded_hash(seed, "exemplar", r.example_id), r.example_id, r.row)))
-                | "ExemplarPool" >> beam.combiners.Top.PerKey(EXEMPLAR_POOL_SIZE, key=lambda c: (c[0], c[1]), reverse=True)
-                | "PoolRows" >> beam.MapTuple(lambda task, cands: (task, [(eid, row) for _, eid, row in cands]))
-            )
+        letters: list[dict[str, Any]] = []
+        renderer = ShardRenderer(self._compiled[shard.task], self._settings, self.count, letters.append)
+        rel = f"{self._spill_dirs[shard.task]}/{shard_file_stem(shard)}{'-top-up' if self._top_up else ''}"
+        sink = SpillWriter(join_path(self._output, rel + ".arrow"), self._layout, shard.task, shard.split)
+        quota = self._quotas.get((shard.task, shard.key))
+        if self._top_up:
+            renderer.render_top_up(shard, sink, pools, quota or 0)
+        elif quota is None:
+            renderer.render_all(shard, sink, pools)
         else:
-            pools = rows.pipeline | "NoExemplars" >> beam.Create([])
-        return rows | "Render" >> beam.ParDo(self._fn, pools=beam.pvalue.AsDict(pools)).with_outputs(
-            COUNTS, DEAD_LETTERS, main="records"
+            renderer.render_candidates(shard, sink, pools, quota)
+        refs, summary = sink.close()
+        for letter in letters:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
+        yield from refs
+        yield beam.pvalue.TaggedOutput(SUMMARIES, summary)
+        if self._keep_summaries:
+            write_bytes(join_path(self._output, rel + ".summary.npz"), summary.to_bytes())
+            yield beam.pvalue.TaggedOutput(
+                SHARD_FILES,
+                {"task": shard.task, "spill": rel + ".arrow", "summary": rel + ".summary.npz",
+                 "refs": [[list(dest), list(ref.batches), ref.rows] for dest, ref in refs]},
+            )
+
+
+class RenderShards(beam.PTransform):
+    """Read shards -> (destination, SpillRef) (main) + SUMMARIES + SHARD_FILES + COUNTS + DEAD_LETTERS.
+
+    `quotas` holds the per-template candidate quota of each capped read shard (task, shard key);
+    `pools` are the few-shot exemplar pools (ExemplarPools). Given `short` (the top-up pass), only
+    the shards of the tasks it names are read, and what their first pass left out is rendered. `keep_summaries` also writes each shard's hash summary
+    beside its spill file and reports both (for the render cache)."""
+
+    def __init__(
+        self,
+        shards: list[SourceShard],
+        tasks: list[TaskSpec],
+        settings: RenderSettings,
+        layout: ShardLayout,
+        output: str,
+        spill_dirs: Mapping[str, str],
+        quotas: Mapping[tuple[str, str], int],
+        *,
+        pools: beam.PCollection,
+        short: beam.PCollection | None = None,
+        keep_summaries: bool = False,
+    ):
+        super().__init__()
+        self._shards = shards
+        self._fn = _RenderShardFn(tasks, settings, layout, output, spill_dirs, quotas, short is not None, keep_summaries)
+        self._side = {"pools": beam.pvalue.AsDict(pools)}
+        if short is not None:
+            self._side["short"] = beam.pvalue.AsList(short)
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> Any:
+        return (
+            pbegin
+            | "Shards" >> beam.Create(self._shards)
+            | "Spread" >> beam.Reshuffle()  # so a multi-process DirectRunner or Dataflow reads in parallel
+            | "ReadRender" >> beam.ParDo(self._fn, **self._side).with_outputs(SUMMARIES, SHARD_FILES, COUNTS, DEAD_LETTERS, main="refs")
+        )
+
+
+def pool_candidates(shard: SourceShard, seed: int) -> Iterator[tuple[str, tuple[int, str, dict[str, Any]]]]:
+    for item in read_shard(shard):
+        if isinstance(item, SourceRow):
+            yield item.task, (seeded_hash(seed, "exemplar", item.example_id), item.example_id, item.row)
+
+
+class ExemplarPools(beam.PTransform):
+    """Train read shards -> (task, [(example_id, row)]): a seeded sample of each task's train rows
+    (bottom-k by hash of the example id, the same on every runner), the few-shot exemplar pool."""
+
+    def __init__(self, shards: list[SourceShard], seed: int):
+        super().__init__()
+        self._shards = [s for s in shards if s.split == "train"]
+        self._seed = seed
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        seed = self._seed
+        if not self._shards:
+            return pbegin | "NoExemplars" >> beam.Create([])
+        return (
+            pbegin
+            | "TrainShards" >> beam.Create(self._shards)
+            | "Spread" >> beam.Reshuffle()
+            | "PoolKey" >> beam.FlatMap(pool_candidates, seed=seed)
+            | "ExemplarPool" >> beam.combiners.Top.PerKey(EXEMPLAR_POOL_SIZE, key=lambda c: (c[0], c[1]), reverse=True)
+            | "PoolRows" >> beam.MapTuple(lambda task, cands: (task, [(eid, row) for _, eid, row in cands]))
         )

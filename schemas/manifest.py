@@ -35,6 +35,9 @@ COUNTERS: tuple[str, ...] = (
     "capped",
     "written",
 )
+# What the Render stage counts (and the render cache replays): a capped split's applications that
+# were never rendered are counted as capped there; the shard writers count the rest.
+RENDER_COUNTERS: tuple[str, ...] = ("read", "read_errors", "filtered", "template_applications", "rendered", "failed", "capped")
 
 
 class ManifestError(ValueError):

@@ -47,6 +47,16 @@ TEMPLATE_TYPES: tuple[str, ...] = (
 
 NO_ANSWER = -1
 
+# The split a held-out cluster's evaluation data is written to (never trained on).
+EVAL_ZEROSHOT = "eval_zeroshot"
+
+# Shard formats: name -> file extension. Path layout: <format>/split=S/cluster=C/part-SSSSS-of-NNNNN.<ext>
+FORMATS: dict[str, str] = {"tfrecord": "tfrecord", "parquet": "parquet"}
+
+
+def shard_path(fmt: str, split: str, cluster: str, index: int, count: int) -> str:
+    return f"{fmt}/split={split}/cluster={cluster}/part-{index:05d}-of-{count:05d}.{FORMATS[fmt]}"
+
 _ARROW_TYPES = {"string": pa.string(), "string_list": pa.list_(pa.string()), "int64": pa.int64()}
 
 

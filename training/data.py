@@ -20,13 +20,13 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from flanforge.schemas.records import EVAL_ZEROSHOT, FORMATS
 from flanforge.schemas.manifest import Manifest, ManifestError, ShardInfo, open_filesystem, read_manifest, verify_shards
 from flanforge.training.errors import TrainingInputError
 
 TRAIN_SPLIT = "train"
 # Held-out clusters are written to eval_zeroshot; older builds only have validation.
-EVAL_SPLITS = ("eval_zeroshot", "validation")
-FORMATS = ("parquet", "tfrecord")
+EVAL_SPLITS = (EVAL_ZEROSHOT, "validation")
 TRAIN_COLUMNS = ("inputs", "targets", "task")
 # Task choices are drawn in blocks so that the task of example i is a pure function of (seed, i).
 MIXTURE_BLOCK = 4096

@@ -22,12 +22,12 @@ from flanforge.beam_pipelines.runners import check_launch, dataflow_job_url, dat
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE_FOLDERS = ("beam_pipelines", "schemas", "training", "templates")
-STAGES = ("Read", "Render", "Deduplicate", "Balance", "WriteShards", "WriteManifest")
+STAGES = ("Render", "FirstPass", "TopUp", "Deduplicate", "WriteShards", "WriteManifest")
 DATAFLOW = [
     "--runner", "DataflowRunner", "--project", "my-project", "--region", "us-central1",
     "--temp_location", "gs://my-bucket/tmp", "--setup_file", str(REPO / "setup.py"),
 ]
-BUILD = ["--demo", "--tasks", "rte,cb", "--output", "gs://my-bucket/out"]
+BUILD = ["--demo", "--tasks", "rte,cb", "--output", "gs://my-bucket/out", "--max-examples-per-task", "100"]
 
 
 def without(argv: list[str], flag: str) -> list[str]:
@@ -163,8 +163,8 @@ def test_dry_run_translates_every_stage_and_reads_no_manifest(dry_run):
     transforms = dry_run.result.job.proto_pipeline.components.transforms.values()
     top_level = {t.unique_name.split("/")[0] for t in transforms}
     assert set(STAGES) <= top_level
-    read_shard = [t for t in transforms if t.unique_name == "Read/ReadShard"]
-    assert len(read_shard) == 1  # the read DoFn is in the graph Dataflow would run, under our label
+    read_render = [t for t in transforms if t.unique_name == "Render/ReadRender"]
+    assert len(read_render) == 1  # the read-and-render DoFn is in the graph Dataflow would run, under our label
 
 
 def test_dry_run_job_carries_our_options_and_stages_our_sdist(dry_run):

@@ -112,12 +112,17 @@ def test_changed_source_unfinished_entry_and_no_incremental_all_rerender(tmp_pat
     assert not any((out / CACHE_DIR).rglob("*.*"))  # no cache kept either
 
 
-def test_render_settings_are_part_of_the_fingerprint(tmp_path, templates_dir, twin_tasks):
+def test_render_settings_and_caps_are_part_of_the_fingerprint_formats_are_not(tmp_path, templates_dir, twin_tasks):
     _, flags = twin_tasks
     out = tmp_path / "out"
     build("--output", str(out), *flags)
     build("--output", str(out), *flags, "--seed", "7")
     assert not any(t.from_cache for t in read_manifest(str(out)).tasks.values())
-    build("--output", str(out), *flags, "--seed", "7", "--max-examples-per-task", "100")  # caps act after the cache
+    # A capped split renders only its candidates, so the cap changes what is cached.
+    build("--output", str(out), *flags, "--seed", "7", "--max-examples-per-task", "100")
     m = read_manifest(str(out))
-    assert all(t.from_cache for t in m.tasks.values()) and m.tasks["rte"].counts["capped"] > 0
+    assert not any(t.from_cache for t in m.tasks.values()) and m.tasks["rte"].counts["capped"] > 0
+    build("--output", str(out), *flags, "--seed", "7", "--max-examples-per-task", "100", "--formats", "parquet")
+    reused = read_manifest(str(out))
+    assert all(t.from_cache for t in reused.tasks.values())
+    assert {n: t.counts for n, t in reused.tasks.items()} == {n: t.counts for n, t in m.tasks.items()}
