@@ -32,8 +32,8 @@ setup(
         "pyarrow==25.0.1",
         "datasets==5.2.0",
         "jinja2==3.1.6",
-        "tensorflow==2.21.0",
-        "protobuf==6.33.6",
+        "protobuf==6.33.6",  # tf.train.Example written and read without TensorFlow (schemas/tfexample.py)
+        "google-crc32c==1.9.0",  # TFRecord framing
         "numpy==2.4.6",
         "google-cloud-storage==3.17.1",
         "pyyaml==6.0.3",
@@ -44,6 +44,7 @@ setup(
     extras_require={
         # The trainer; also installable alone on an accelerator machine (see docs/TRAINING.md).
         "train": [
+            "tensorflow==2.21.0",  # the trainer's default Keras backend and its tf.data reader
             "keras==3.15.1",
             "keras-hub==0.32.0",
             "sentencepiece==0.2.3",
@@ -52,7 +53,9 @@ setup(
             "sacrebleu==2.6.0",
             "tensorboardX==2.6.5",
         ],
-        "test": ["pytest==9.2.0", "hypothesis==6.170.15", "gcp-storage-emulator==2026.7.19"],
+        "test": ["tensorflow==2.21.0", "pytest==9.2.0", "hypothesis==6.170.15", "gcp-storage-emulator==2026.7.19"],
+        # benchmarks/: the plain-script baseline and the charts of docs/PERFORMANCE.md
+        "bench": ["matplotlib==3.11.2", "pandas==3.1.1"],
     },
     entry_points={"console_scripts": ["flanforge=flanforge.beam_pipelines.cli:main"]},
 )

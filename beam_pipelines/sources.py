@@ -507,9 +507,9 @@ def _text_or_bytes(value: bytes) -> str | bytes:
 
 def example_to_row(serialized: bytes) -> dict[str, Any]:
     """A serialized tf.train.Example as {feature name: value}, names sorted (proto maps have no order)."""
-    from tensorflow.core.example import example_pb2  # imported here: TensorFlow takes seconds to import
+    from flanforge.schemas.tfexample import Example  # the same message, without importing TensorFlow
 
-    features = example_pb2.Example.FromString(serialized).features.feature
+    features = Example.FromString(serialized).features.feature
     return {name: _feature_value(features[name]) for name in sorted(features)}
 
 
