@@ -6,7 +6,8 @@ The rule (docs/ARCHITECTURE.md, "Caps"):
    a seeded hash of (task, example id, template, variant), so it is known the moment a row is read.
 2. Each read shard renders, per template, only its `local_quota` smallest keys: its share of
    `ceil(cap / templates)` by the shard's fraction of the task's input, with headroom for
-   duplicates. Everything else is counted as capped without being rendered.
+   duplicates. Everything else is counted as capped without being rendered. (The shard is read
+   twice: once to compute the keys, vectorised, and once to render the chosen applications.)
 3. After dedup, `allocate` shares the cap between templates by water-filling over the surviving
    candidates, and each template keeps its `quota` smallest keys (bottom-k: `threshold`).
 4. Top-up: if a task's survivors fall short of the cap while rows were left unrendered, its
@@ -20,9 +21,10 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Any, Generic, Iterable, Iterator, Mapping, TypeVar
+from typing import Any, Iterable, Iterator, Mapping
 
 import apache_beam as beam
+import numpy as np
 
 from flanforge.beam_pipelines.hashing import seeded_hash
 from flanforge.beam_pipelines.layout import shard_weight
@@ -31,12 +33,43 @@ from flanforge.beam_pipelines.sources import SourceShard
 SampleKey = tuple[int, str]  # (application key, content hash): unique within a split after dedup
 KEEP_NONE: SampleKey = (-1, "")  # below every real key
 DUPLICATE_HEADROOM = 1.15  # candidates rendered per kept record, so dedup rarely forces a top-up
-T = TypeVar("T")
 
 
-def application_key(seed: int, task: str, example_id: str, template_id: str, variant: str) -> int:
-    """The sampling key of one template application, known before it is rendered."""
-    return seeded_hash(seed, "cap", task, example_id, template_id, variant)
+_MASK64 = (1 << 64) - 1
+
+
+def row_key(seed: int, task: str, example_id: str) -> int:
+    return seeded_hash(seed, "cap", task, example_id)
+
+
+def application_salt(seed: int, template_id: str, variant: str) -> int:
+    return seeded_hash(seed, "cap-application", template_id, variant)
+
+
+def application_key(row: int, salt: int) -> int:
+    """The sampling key of one template application, known before it is rendered: the row's key
+    and the application's salt mixed by splitmix64's finaliser (a bijection, so distinct inputs
+    give distinct keys), which costs a few integer operations instead of a hash per application."""
+    z = row ^ salt
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def application_keys(rows: np.ndarray, salt: int) -> np.ndarray:
+    """`application_key` over an array of row keys (uint64 arithmetic wraps as the & does above)."""
+    z = rows ^ np.uint64(salt)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def bottom_k(keys: np.ndarray, ordinals: np.ndarray, apps: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k smallest (key, ordinal, application) triples: a total order, so ties
+    between keys (as good as impossible) still resolve the same way everywhere."""
+    if len(keys) <= k:
+        return np.arange(len(keys))
+    return np.lexsort((apps, ordinals, keys))[:k]
 
 
 def template_share(cap: int, templates: int) -> int:
@@ -48,36 +81,6 @@ def local_quota(share: int, fraction: float) -> int:
     headroom for duplicates and four standard deviations of sampling noise."""
     expected = share * min(1.0, max(0.0, fraction))
     return min(share * 2, math.ceil(expected * DUPLICATE_HEADROOM + 4 * math.sqrt(expected) + 8))
-
-
-class BottomK(Generic[T]):
-    """The k smallest (key, item) pairs of a stream; `push` returns what falls out (or None).
-
-    Keys are tuples of ints; most pushes of a long stream are rejected, so the current k-th
-    smallest key's first part is kept as a plain int to reject them without building anything."""
-
-    def __init__(self, k: int):
-        self._k = k
-        self._heap: list[tuple[tuple[int, ...], T]] = []  # max-heap through negated keys
-        self._largest = -1  # first part of the k-th smallest key once the heap is full
-
-    def push(self, key: tuple[int, ...], item: T) -> T | None:
-        if len(self._heap) >= self._k and key[0] > self._largest:
-            return item
-        entry = (tuple(-x for x in key), item)
-        if len(self._heap) < self._k:
-            heapq.heappush(self._heap, entry)
-            dropped = None
-        elif entry[0] <= self._heap[0][0]:
-            return item  # not smaller than the current k-th smallest
-        else:
-            dropped = heapq.heapreplace(self._heap, entry)[1]
-        if len(self._heap) >= self._k:
-            self._largest = -self._heap[0][0][0] if self._heap else -1
-        return dropped
-
-    def items(self) -> list[T]:
-        return [item for _, item in self._heap]
 
 
 def allocate(cap: int, counts: Mapping[str, int]) -> dict[str, int]:

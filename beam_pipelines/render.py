@@ -82,17 +82,32 @@ class CompiledTemplate(_FastContext):
         return "".join(parts).strip()
 
 
-class CompiledExpression(_FastContext):
-    """A compiled Jinja expression (`Environment.compile_expression`), called with a mapping."""
+class CompiledExpression:
+    """A compiled Jinja expression (`Environment.compile_expression`), called with a mapping.
+
+    Spec expressions (derived fields, filters, labels) run several times per source row, so they
+    skip even the context construction: a context made the ordinary way once is cloned per call
+    with fresh variables. An expression has no blocks and cannot change its evaluation context
+    (only `{% autoescape %}` blocks do), so sharing that one is safe; a property test checks the
+    results equal `compile_expression`'s."""
 
     def __init__(self, env: jinja2.Environment, source: str):
-        super().__init__(env, env.compile_expression(source, undefined_to_none=False)._template, None)
+        template = env.compile_expression(source, undefined_to_none=False)._template
+        self._root = template.root_render_func
+        self._globals = dict(template.globals)
+        self._context_class = env.context_class
+        self._state = dict(env.context_class(env, dict(self._globals), None, {}, globals=self._globals).__dict__)
 
     def __call__(self, variables: Mapping[str, Any]) -> Any:
-        ctx, events = self._run(variables)
-        for _ in events:
+        ctx = object.__new__(self._context_class)
+        state = ctx.__dict__
+        state.update(self._state)
+        state["parent"] = {**self._globals, **variables}
+        state["vars"] = {}
+        state["exported_vars"] = set()
+        for _ in self._root(ctx):
             pass
-        return ctx.vars["result"]
+        return state["vars"]["result"]
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Container, Iterator, Mapping, Sequence
 
-from flanforge.beam_pipelines.balance import BottomK, application_key
+import numpy as np
+
+from flanforge.beam_pipelines.balance import application_key, application_keys, application_salt, bottom_k, row_key
 from flanforge.beam_pipelines.render import (
     Application,
     CompiledTask,
@@ -32,7 +34,6 @@ from flanforge.schemas.records import EVAL_ZEROSHOT
 
 Tally = Callable[[str, str, int], None]  # (task, counter, n)
 Pools = Mapping[str, list[tuple[str, dict[str, Any]]]]  # task -> few-shot exemplar candidates
-AppKey = tuple[int, int, int]  # (application key, row ordinal, application index): a total order
 
 
 def dead_letter(stage: str, task: str, split: str, where: str, error: str, templates: int = 0) -> dict[str, Any]:
@@ -41,10 +42,22 @@ def dead_letter(stage: str, task: str, split: str, where: str, error: str, templ
 
 
 @dataclass(frozen=True)
+class _Plan:
+    """The applications of a row, and for caps each one's template id and key salt."""
+
+    applications: list[Application]
+    salts: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
 class _Prepared:
     row: SourceRow
     variables: dict[str, Any]
-    applications: list[Application]
+    plan: _Plan
+
+    @property
+    def applications(self) -> list[Application]:
+        return self.plan.applications
 
 
 class ShardRenderer:
@@ -60,43 +73,54 @@ class ShardRenderer:
 
     # -- rows -----------------------------------------------------------------------------------
 
-    def _prepared_rows(self, shard: SourceShard, *, count: bool) -> Iterator[_Prepared]:
-        """Rows that reach rendering; `count` tallies reads, filters and row failures (first pass only)."""
+    def _prepared_rows(self, shard: SourceShard, *, count: bool, only: Container[int] | None = None) -> Iterator[_Prepared]:
+        """Rows that reach rendering; `count` tallies reads, filters and row failures (first pass
+        only); `only` limits the work to the rows with these ordinals (a second pass)."""
         name, few_shot = self._name, self._few_shot(shard)
         evaluation = shard.split == EVAL_ZEROSHOT
-        plans: dict[tuple[int, ...], list[Application]] = {}  # template picks -> applications (few distinct)
-        for item in read_shard(shard):
-            if isinstance(item, ReadProblem):
-                if count:
-                    self._tally(name, "read_errors", 1)
-                    self._dead(dead_letter("read", name, item.split, item.where, item.error))
-                continue
+        template_ids, seed, select, prepare = self.task.spec.template_ids, self.settings.seed, self._mode.select, self.task.prepare
+        plans: dict[tuple[int, ...], _Plan] = {}  # template picks -> applications (few distinct)
+        counts: collections.Counter[str] = collections.Counter()  # tallied once at the end, not per row
+        try:
+            for item in read_shard(shard):
+                if isinstance(item, ReadProblem):
+                    if count:
+                        counts["read_errors"] += 1
+                        self._dead(dead_letter("read", name, item.split, item.where, item.error))
+                    continue
+                counts["read"] += 1
+                if only is not None and item.ordinal not in only:
+                    continue
+                indices = select(template_ids, seed=seed, task=name, example_id=item.example_id, shard=item.shard_key, ordinal=item.ordinal)
+                picks = tuple(indices)
+                plan = plans.get(picks)
+                if plan is None:
+                    plan = plans[picks] = self._plan(indices, evaluation, few_shot)
+                try:
+                    variables = prepare(item.row)
+                except RowError as e:
+                    counts["template_applications"] += len(plan.applications)
+                    if count:
+                        self._failed(item, [str(e)] * len(plan.applications))
+                    continue
+                if variables is None:
+                    counts["filtered"] += 1
+                    continue
+                counts["template_applications"] += len(plan.applications)
+                yield _Prepared(item, variables, plan)
+        finally:
             if count:
-                self._tally(name, "read", 1)
-            indices = self._mode.select(
-                self.task.spec.template_ids, seed=self.settings.seed, task=name, example_id=item.example_id,
-                shard=item.shard_key, ordinal=item.ordinal,
-            )
-            picks = tuple(indices)
-            apps = plans.get(picks)
-            if apps is None:
-                apps = plans[picks] = plan_applications(
-                    self.task, indices, options_variants=self.settings.options_variants, evaluation=evaluation, few_shot=few_shot
-                )
-            try:
-                variables = self.task.prepare(item.row)
-            except RowError as e:
-                if count:
-                    self._tally(name, "template_applications", len(apps))
-                    self._failed(item, [str(e)] * len(apps))
-                continue
-            if variables is None:
-                if count:
-                    self._tally(name, "filtered", 1)
-                continue
-            if count:
-                self._tally(name, "template_applications", len(apps))
-            yield _Prepared(item, variables, apps)
+                for counter, n in counts.items():
+                    self._tally(name, counter, n)
+
+    def _plan(self, indices: list[int], evaluation: bool, few_shot: bool) -> _Plan:
+        apps = plan_applications(self.task, indices, options_variants=self.settings.options_variants, evaluation=evaluation, few_shot=few_shot)
+        templates = self.task.spec.templates
+        salts = []
+        for app in apps:
+            tid = templates[app.template_index].id
+            salts.append((tid, application_salt(self.settings.seed, tid, f"{app.show_options}/{app.few_shot}")))
+        return _Plan(apps, salts)
 
     def _few_shot(self, shard: SourceShard) -> bool:
         # Exemplars come from the train split only, so evaluation rows never see one.
@@ -132,43 +156,59 @@ class ShardRenderer:
             for record in self._render(p, p.applications, pools).records:
                 sink.add(record)
 
-    def _keys(self, p: _Prepared) -> Iterator[tuple[str, AppKey, Application]]:
-        seed, name, eid = self.settings.seed, self._name, p.row.example_id
-        templates = self.task.spec.templates
-        for j, app in enumerate(p.applications):
-            tid = templates[app.template_index].id
-            variant = f"{app.show_options}/{app.few_shot}"
-            yield tid, (application_key(seed, name, eid, tid, variant), p.row.ordinal, j), app
+    def _select(self, shard: SourceShard, quota: int, *, count: bool) -> tuple[dict[int, dict[int, int]], int]:
+        """The first pass's choice: row ordinal -> {application index: key} for the `quota` smallest
+        keys of each template, and how many applications were left out. Only keys are kept (8
+        bytes a row), never rows, and the keys are computed a whole shard at a time."""
+        seed, name = self.settings.seed, self._name
+        ordinals: list[int] = []
+        rows: list[int] = []
+        plan_of: list[int] = []
+        plans: dict[int, _Plan] = {}
+        for p in self._prepared_rows(shard, count=count):
+            ordinals.append(p.row.ordinal)
+            rows.append(row_key(seed, name, p.row.example_id))
+            plan_of.append(id(p.plan))
+            plans.setdefault(id(p.plan), p.plan)
+        ordinal_arr = np.array(ordinals, dtype=np.int64)
+        row_arr = np.array(rows, dtype=np.uint64)
+        plan_arr = np.array(plan_of, dtype=np.int64)
+        by_template: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = collections.defaultdict(list)
+        for plan_id, plan in plans.items():
+            mine = plan_arr == plan_id
+            for j, (tid, salt) in enumerate(plan.salts):
+                by_template[tid].append((application_keys(row_arr[mine], salt), ordinal_arr[mine], np.full(int(mine.sum()), j)))
+        chosen: dict[int, dict[int, int]] = collections.defaultdict(dict)
+        total = 0
+        for parts in by_template.values():
+            keys, ords, apps = (np.concatenate(x) for x in zip(*parts))
+            total += len(keys)
+            for at in bottom_k(keys, ords, apps, quota):
+                chosen[int(ords[at])][int(apps[at])] = int(keys[at])
+        return chosen, total - sum(len(v) for v in chosen.values())
 
-    def _render_candidates(self, chosen: list[tuple[AppKey, _Prepared, Application]], sink: SpillWriter, pools: Pools) -> None:
-        """Render chosen applications one by one (each record carries its own sampling key)."""
-        for key, p, app in sorted(chosen, key=lambda c: c[0][1:]):
-            for record in self._render(p, [app], pools).records:
-                sink.add(record, sample_key=key[0])
+    def _render_chosen(self, p: _Prepared, chosen: Mapping[int, int], sink: SpillWriter, pools: Pools) -> None:
+        """Render some applications of a row one by one (each record carries its own sampling key)."""
+        for j in sorted(chosen):
+            for record in self._render(p, [p.applications[j]], pools).records:
+                sink.add(record, sample_key=chosen[j])
 
     def render_candidates(self, shard: SourceShard, sink: SpillWriter, pools: Pools, quota: int) -> None:
         """First pass of a capped split: per template, only the `quota` smallest keys are rendered."""
-        heaps: dict[str, BottomK[tuple[AppKey, _Prepared, Application]]] = collections.defaultdict(lambda: BottomK(quota))
-        capped = 0
-        for p in self._prepared_rows(shard, count=True):
-            for tid, key, app in self._keys(p):
-                if heaps[tid].push(key, (key, p, app)) is not None:
-                    capped += 1
-        self._tally(self._name, "capped", capped)
-        self._render_candidates([c for h in heaps.values() for c in h.items()], sink, pools)
+        chosen, left_out = self._select(shard, quota, count=True)
+        self._tally(self._name, "capped", left_out)
+        for p in self._prepared_rows(shard, count=False, only=chosen):
+            self._render_chosen(p, chosen[p.row.ordinal], sink, pools)
 
     def render_top_up(self, shard: SourceShard, sink: SpillWriter, pools: Pools, quota: int) -> None:
-        """Top-up pass: render every application the first pass left out (it is recomputed, not stored)."""
-        heaps: dict[str, BottomK[AppKey]] = collections.defaultdict(lambda: BottomK(quota))
-        for p in self._prepared_rows(shard, count=False):
-            for tid, key, _ in self._keys(p):
-                heaps[tid].push(key, key)
-        first_pass = {key for h in heaps.values() for key in h.items()}
+        """Top-up pass: render every application the first pass left out (its choice is recomputed, not stored)."""
+        first_pass, _ = self._select(shard, quota, count=False)
         rendered = 0
+        seed, name = self.settings.seed, self._name
         for p in self._prepared_rows(shard, count=False):
-            for _, key, app in self._keys(p):
-                if key not in first_pass:
-                    rendered += 1
-                    for record in self._render(p, [app], pools).records:
-                        sink.add(record, sample_key=key[0])
+            taken = first_pass.get(p.row.ordinal, {})
+            row = row_key(seed, name, p.row.example_id)
+            rest = {j: application_key(row, salt) for j, (_, salt) in enumerate(p.plan.salts) if j not in taken}
+            rendered += len(rest)
+            self._render_chosen(p, rest, sink, pools)
         self._tally(self._name, "capped", -rendered)

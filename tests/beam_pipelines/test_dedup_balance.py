@@ -6,11 +6,15 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given
 from hypothesis import strategies as st
 
+import numpy as np
+
 from flanforge.beam_pipelines.balance import (
-    BottomK,
     CapThresholds,
     CountAndSmallest,
     allocate,
+    application_key,
+    application_keys,
+    bottom_k,
     local_quota,
     shard_quotas,
     template_share,
@@ -100,17 +104,17 @@ def test_count_and_smallest_merges():
 
 
 @given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 5)), max_size=60), st.integers(0, 10))
-def test_bottom_k_keeps_the_k_smallest_and_returns_the_rest(keys, k):
-    heap: BottomK[tuple[int, int, int]] = BottomK(k)
-    fallen = []
-    for i, (a, b) in enumerate(keys):
-        key = (a, b, i)
-        out = heap.push(key, key)
-        if out is not None:
-            fallen.append(out)
-    expected = sorted((a, b, i) for i, (a, b) in enumerate(keys))
-    assert sorted(heap.items()) == expected[:k]
-    assert sorted(fallen) == expected[k:]
+def test_bottom_k_keeps_the_k_smallest_triples(pairs, k):
+    keys = np.array([a for a, _ in pairs], dtype=np.uint64)
+    apps = np.array([b for _, b in pairs], dtype=np.int64)
+    ordinals = np.arange(len(pairs), dtype=np.int64)
+    kept = sorted((a, i, b) for i, (a, b) in enumerate(pairs) if i in set(bottom_k(keys, ordinals, apps, k).tolist()))
+    assert kept == sorted((a, i, b) for i, (a, b) in enumerate(pairs))[:k]
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=20), st.integers(0, 2**64 - 1))
+def test_vectorised_application_keys_equal_the_scalar_ones(rows, salt):
+    assert application_keys(np.array(rows, dtype=np.uint64), salt).tolist() == [application_key(r, salt) for r in rows]
 
 
 def test_local_quota_covers_a_shards_share_with_headroom_and_never_exceeds_twice_the_share():
