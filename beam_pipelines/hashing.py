@@ -17,6 +17,9 @@ _SEPARATOR = "\x1f"  # ASCII unit separator: cannot be confused with text joined
 def normalise(text: str) -> str:
     """Text as the dedup sees it: NFKC, case-folded, whitespace runs collapsed, trimmed."""
     # str.split() with no argument splits on runs of Unicode whitespace, like the regex \s+, faster.
+    # ASCII text is its own NFKC form, and casefold() of ASCII is lower(): skip the Unicode work.
+    if text.isascii():
+        return " ".join(text.lower().split())
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 

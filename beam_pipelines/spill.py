@@ -21,15 +21,15 @@ import os
 import shutil
 import tempfile
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
 
 from flanforge.beam_pipelines.layout import Destination, ShardLayout
 from flanforge.beam_pipelines.storage import is_remote, open_read, open_write
-from flanforge.schemas.records import RECORD_FIELDS, arrow_schema
+from flanforge.schemas.records import arrow_schema
 
 SAMPLE_KEY = "sample_key"  # spill-only column: the cap's sampling key (0 for uncapped records)
 FLUSH_ROWS = 20_000  # records buffered per read shard before a flush: bounds a render worker's memory
@@ -89,12 +89,6 @@ def hash_halves(hex_hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return both[:, 0].copy(), both[:, 1].copy()
 
 
-@dataclass
-class _Columns:
-    values: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
-    rows: int = 0
-
-
 class SpillWriter:
     """Buffers one read shard's records per destination and writes them to one Arrow IPC file."""
 
@@ -105,8 +99,7 @@ class SpillWriter:
         self._split = split
         self._flush_rows = flush_rows
         self._schema = spill_schema()
-        self._names = [f.name for f in self._schema]
-        self._buffers: dict[Destination, _Columns] = {}
+        self._buffers: dict[Destination, list[dict[str, Any]]] = defaultdict(list)
         self._buffered = 0
         self._refs: dict[Destination, list[int]] = defaultdict(list)
         self._ref_rows: dict[Destination, int] = defaultdict(int)
@@ -118,17 +111,10 @@ class SpillWriter:
         self._sink: Any = None
         self._writer: Any = None
 
-    def add(self, record: Mapping[str, Any], sample_key: int | None = None) -> None:
-        """Buffer one record; `sample_key` marks it as a capped candidate."""
-        dest = self._layout.destination(record["split"], record["cluster"], record["content_hash"])
-        columns = self._buffers.get(dest)
-        if columns is None:
-            columns = self._buffers[dest] = _Columns()
-        values = columns.values
-        for f in RECORD_FIELDS:
-            values[f.name].append(record[f.name])
-        values[SAMPLE_KEY].append(sample_key or 0)
-        columns.rows += 1
+    def add(self, record: dict[str, Any], sample_key: int | None = None) -> None:
+        """Buffer one record (it is kept, not copied); `sample_key` marks it as a capped candidate."""
+        record[SAMPLE_KEY] = sample_key or 0
+        self._buffers[self._layout.destination(record["split"], record["cluster"], record["content_hash"])].append(record)
         if sample_key is not None:
             self._candidates.append(len(self._hashes))
             self._candidate_fields.append((record["template_id"], record["example_id"], sample_key))
@@ -143,11 +129,10 @@ class SpillWriter:
         if self._writer is None:
             self._open()
         for dest in sorted(self._buffers):
-            columns = self._buffers[dest]
-            arrays = [pa.array(columns.values[name], type=self._schema.field(name).type) for name in self._names]
-            self._writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self._schema))
+            records = self._buffers[dest]
+            self._writer.write_batch(pa.RecordBatch.from_pylist(records, schema=self._schema))
             self._refs[dest].append(self._batches)
-            self._ref_rows[dest] += columns.rows
+            self._ref_rows[dest] += len(records)
             self._batches += 1
         self._buffers.clear()
         self._buffered = 0

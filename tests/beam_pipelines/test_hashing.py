@@ -33,3 +33,10 @@ def test_normalise_collapses_exactly_the_regex_whitespace(text):
     import unicodedata
 
     assert normalise(text) == re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_the_ascii_fast_path_equals_the_unicode_one(text):
+    import unicodedata
+
+    assert normalise(text) == " ".join(unicodedata.normalize("NFKC", text).casefold().split())
