@@ -39,6 +39,7 @@ setup(
         "pyyaml==6.0.3",
         "jsonschema==4.26.0",
         "xxhash==4.1.0",
+        "orjson==3.13.0",  # JSON Lines sources parse ~3x faster (falls back to json where they differ)
         "tqdm==4.70.1",  # the progress line of local builds (already required by datasets)
     ],
     extras_require={

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass
-from typing import Any, Callable, Container, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from flanforge.beam_pipelines.render import (
     plan_applications,
     render_prepared,
 )
-from flanforge.beam_pipelines.sources import ReadProblem, SourceRow, SourceShard, read_shard
+from flanforge.beam_pipelines.sources import ReadProblem, SourceRow, SourceShard, read_rows_at, read_shard
 from flanforge.beam_pipelines.spill import SpillWriter
 from flanforge.schemas.records import EVAL_ZEROSHOT
 
@@ -73,24 +73,24 @@ class ShardRenderer:
 
     # -- rows -----------------------------------------------------------------------------------
 
-    def _prepared_rows(self, shard: SourceShard, *, count: bool, only: Container[int] | None = None) -> Iterator[_Prepared]:
-        """Rows that reach rendering; `count` tallies reads, filters and row failures (first pass
-        only); `only` limits the work to the rows with these ordinals (a second pass)."""
+    def _prepared_rows(
+        self, shard: SourceShard, *, count: bool, rows: Iterable[SourceRow | ReadProblem] | None = None
+    ) -> Iterator[_Prepared]:
+        """Rows of the shard (or just `rows` of it) that reach rendering; `count` tallies reads,
+        filters and row failures (the first pass over a shard only)."""
         name, few_shot = self._name, self._few_shot(shard)
         evaluation = shard.split == EVAL_ZEROSHOT
         template_ids, seed, select, prepare = self.task.spec.template_ids, self.settings.seed, self._mode.select, self.task.prepare
         plans: dict[tuple[int, ...], _Plan] = {}  # template picks -> applications (few distinct)
         counts: collections.Counter[str] = collections.Counter()  # tallied once at the end, not per row
         try:
-            for item in read_shard(shard):
+            for item in read_shard(shard) if rows is None else rows:
                 if isinstance(item, ReadProblem):
                     if count:
                         counts["read_errors"] += 1
                         self._dead(dead_letter("read", name, item.split, item.where, item.error))
                     continue
                 counts["read"] += 1
-                if only is not None and item.ordinal not in only:
-                    continue
                 indices = select(template_ids, seed=seed, task=name, example_id=item.example_id, shard=item.shard_key, ordinal=item.ordinal)
                 picks = tuple(indices)
                 plan = plans.get(picks)
@@ -156,17 +156,20 @@ class ShardRenderer:
             for record in self._render(p, p.applications, pools).records:
                 sink.add(record)
 
-    def _select(self, shard: SourceShard, quota: int, *, count: bool) -> tuple[dict[int, dict[int, int]], int]:
+    def _select(self, shard: SourceShard, quota: int, *, count: bool) -> tuple[dict[int, dict[int, int]], dict[int, int], int]:
         """The first pass's choice: row ordinal -> {application index: key} for the `quota` smallest
-        keys of each template, and how many applications were left out. Only keys are kept (8
-        bytes a row), never rows, and the keys are computed a whole shard at a time."""
+        keys of each template, the chosen rows' positions (position -> ordinal), and how many
+        applications were left out. Only keys are kept (8 bytes a row), never rows, and the keys
+        are computed a whole shard at a time."""
         seed, name = self.settings.seed, self._name
         ordinals: list[int] = []
+        positions: dict[int, int] = {}  # ordinal -> position
         rows: list[int] = []
         plan_of: list[int] = []
         plans: dict[int, _Plan] = {}
         for p in self._prepared_rows(shard, count=count):
             ordinals.append(p.row.ordinal)
+            positions[p.row.ordinal] = p.row.position
             rows.append(row_key(seed, name, p.row.example_id))
             plan_of.append(id(p.plan))
             plans.setdefault(id(p.plan), p.plan)
@@ -185,7 +188,7 @@ class ShardRenderer:
             total += len(keys)
             for at in bottom_k(keys, ords, apps, quota):
                 chosen[int(ords[at])][int(apps[at])] = int(keys[at])
-        return chosen, total - sum(len(v) for v in chosen.values())
+        return chosen, {positions[o]: o for o in chosen}, total - sum(len(v) for v in chosen.values())
 
     def _render_chosen(self, p: _Prepared, chosen: Mapping[int, int], sink: SpillWriter, pools: Pools) -> None:
         """Render some applications of a row one by one (each record carries its own sampling key)."""
@@ -195,14 +198,14 @@ class ShardRenderer:
 
     def render_candidates(self, shard: SourceShard, sink: SpillWriter, pools: Pools, quota: int) -> None:
         """First pass of a capped split: per template, only the `quota` smallest keys are rendered."""
-        chosen, left_out = self._select(shard, quota, count=True)
+        chosen, where, left_out = self._select(shard, quota, count=True)
         self._tally(self._name, "capped", left_out)
-        for p in self._prepared_rows(shard, count=False, only=chosen):
+        for p in self._prepared_rows(shard, count=False, rows=read_rows_at(shard, where)):
             self._render_chosen(p, chosen[p.row.ordinal], sink, pools)
 
     def render_top_up(self, shard: SourceShard, sink: SpillWriter, pools: Pools, quota: int) -> None:
         """Top-up pass: render every application the first pass left out (its choice is recomputed, not stored)."""
-        first_pass, _ = self._select(shard, quota, count=False)
+        first_pass, _, _ = self._select(shard, quota, count=False)
         rendered = 0
         seed, name = self.settings.seed, self._name
         for p in self._prepared_rows(shard, count=False):

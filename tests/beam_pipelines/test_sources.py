@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from flanforge.beam_pipelines import sources
 from flanforge.beam_pipelines.catalog import load_catalog
-from flanforge.beam_pipelines.sources import ReadProblem, SourceError, SourceRow, plan_file_source, plan_reads, read_shard
+from flanforge.beam_pipelines.sources import ReadProblem, SourceError, SourceRow, plan_file_source, plan_reads, read_rows_at, read_shard
 
 
 @pytest.fixture
@@ -45,6 +45,20 @@ def test_malformed_jsonl_line_is_a_problem_not_a_crash(tmp_path, rte):
     problems = [p for p in got if isinstance(p, ReadProblem)]
     assert [p.error.split(":")[0] for p in problems] == ["malformed JSON", "expected a JSON object, got list"]
     assert problems[0].where == "d.jsonl at 17"
+
+
+@pytest.mark.parametrize("name", ["d.jsonl", "d.jsonl.gz"])
+def test_rows_can_be_read_again_by_position(tmp_path, rte, name):
+    """The second pass over a capped shard reads only the rows it chose, and gets them exactly."""
+    import gzip
+
+    text = '{"premise": "a"}\n{not json\n{"premise": "b"}\n\n{"premise": "c"}\n{"premise": "d"}\n'
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    [shard] = plan_file_source(rte, "train", str(path))
+    rows = [r for r in read_shard(shard) if isinstance(r, SourceRow)]
+    wanted = {r.position: r.ordinal for r in (rows[1], rows[3])}
+    assert list(read_rows_at(shard, wanted)) == [rows[1], rows[3]]
 
 
 def test_id_field_gives_stable_ids(tmp_path, rte):
@@ -235,3 +249,21 @@ def test_hf_source_that_is_not_parquet_falls_back_to_load_dataset(tmp_path, rte,
     assert [(s.kind, s.start, s.end) for s in shards] == [("hf", 0, 2)]
     with pytest.raises(SourceError, match=r"^task rte split train: cannot load HF dataset 'json'"):
         plan_reads(dataclasses.replace(spec, source=dataclasses.replace(spec.source, data_files={"train": str(tmp_path / "missing.jsonl")})), demo=False, overrides={})
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=10,
+))
+def test_json_lines_parse_exactly_as_the_standard_library_does(value):
+    line = json.dumps(value).encode()
+    assert sources.parse_json_line(line) == json.loads(line)
+    assert type(sources.parse_json_line(line)) is type(json.loads(line))
+
+
+def test_json_lines_the_fast_parser_would_change_go_to_the_standard_one():
+    for line in (b'{"n": 123456789012345678901234567890}', b'{"x": 1e400}', b'{"x": NaN}', b'{"s": "\\ud800"}'):
+        assert sources.parse_json_line(line) == json.loads(line) or "NaN" in line.decode()
+    with pytest.raises(ValueError, match="Expecting"):
+        sources.parse_json_line(b"{not json")
