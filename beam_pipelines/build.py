@@ -15,7 +15,6 @@ from flanforge.beam_pipelines.catalog import SpecError, load_catalog
 from flanforge.beam_pipelines.config import BuildConfig
 from flanforge.beam_pipelines.incremental import SPILL_DIR, CachePlan, plan_cache, task_fingerprint
 from flanforge.beam_pipelines.layout import plan_layout, profile_task
-from flanforge.beam_pipelines.manifest import VERSION
 from flanforge.beam_pipelines.options import BuildOptions
 from flanforge.beam_pipelines.pipeline import BuildPlan, build_pipeline
 from flanforge.beam_pipelines.progress import ProgressOptions, progress_display, progress_wanted
@@ -31,10 +30,10 @@ from flanforge.beam_pipelines.runners import (
 )
 from flanforge.beam_pipelines.storage import delete, delete_tree, exists, join_path
 from flanforge.beam_pipelines.sources import SourceError, plan_reads
-from flanforge.schemas.manifest import MANIFEST_NAME, Manifest, read_manifest
-from flanforge.schemas.records import EVAL_ZEROSHOT
+from flanforge.schemas.manifest import COUNTERS, MANIFEST_NAME, VERSION, Manifest, read_manifest
+from flanforge.schemas.records import EVAL_ZEROSHOT, FORMATS
 
-OUTPUT_DIRS = ("tfrecord", "parquet", "dead_letters")
+OUTPUT_DIRS = (*FORMATS, "dead_letters")
 
 USAGE = """\
 flanforge build --output DIR [flanforge flags] [Beam pipeline options]
@@ -135,7 +134,7 @@ def run_build(config: BuildConfig, options: PipelineOptions, err: TextIO | None 
 
 
 def print_summary(manifest: Manifest, out: TextIO) -> None:
-    totals = {c: sum(t.counts[c] for t in manifest.tasks.values()) for c in ("read", "template_applications", "written", "duplicates", "capped", "failed", "read_errors")}
+    totals = {c: sum(t.counts[c] for t in manifest.tasks.values()) for c in COUNTERS}
     print(f"manifest: {manifest.uri(MANIFEST_NAME)}", file=out)
     for fmt in sorted({s.format for s in manifest.shards}):
         files = manifest.shards_for(fmt=fmt)

@@ -7,17 +7,17 @@ manifest.json. A build that fails before this step leaves no manifest behind.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import apache_beam as beam
 
 from flanforge.beam_pipelines.catalog import TaskSpec
 from flanforge.beam_pipelines.config import BuildConfig
-from flanforge.beam_pipelines.incremental import CachePlan
 from flanforge.beam_pipelines.storage import join_path, write_bytes
 from flanforge.schemas.manifest import (
     COUNTERS,
     MANIFEST_NAME,
+    VERSION,
     DeadLetterInfo,
     Manifest,
     ShardInfo,
@@ -25,9 +25,6 @@ from flanforge.schemas.manifest import (
     accounting_errors,
     manifest_to_dict,
 )
-
-VERSION = "0.1.0"
-
 
 class AccountingError(RuntimeError):
     """Rows went missing between stages: a bug, so the build fails instead of publishing."""
@@ -40,7 +37,8 @@ def assemble_manifest(
     counts: Iterable[tuple[tuple[str, str], int]],
     shards: Iterable[dict[str, Any]],
     dead_letters: Iterable[dict[str, Any]],
-    cache: CachePlan | None = None,
+    fingerprints: Mapping[str, str] | None = None,
+    reused: frozenset[str] = frozenset(),
 ) -> Manifest:
     per_task: dict[str, dict[str, int]] = {}
     by_split: dict[str, dict[str, int]] = {}
@@ -56,8 +54,8 @@ def assemble_manifest(
             counts={c: per_task.get(t.name, {}).get(c, 0) for c in COUNTERS},
             written_by_split=dict(sorted(by_split.get(t.name, {}).items())),
             mixing_weight=min(by_split.get(t.name, {}).get("train", 0), config.mixing_rate_cap),
-            fingerprint=cache.fingerprints.get(t.name, "") if cache else "",
-            from_cache=bool(cache) and t.name in cache.reused_tasks,
+            fingerprint=(fingerprints or {}).get(t.name, ""),
+            from_cache=t.name in reused,
         )
         for t in tasks
     }
@@ -85,21 +83,24 @@ class WriteManifest(beam.PTransform):
         config: BuildConfig,
         tasks: list[TaskSpec],
         excluded_clusters: tuple[str, ...],
-        cache: CachePlan | None = None,
+        fingerprints: Mapping[str, str] | None = None,
+        reused: frozenset[str] = frozenset(),
     ):
+        """`fingerprints` and `reused` (tasks replayed from the render cache) are recorded per task."""
         super().__init__()
         self._config = config
         self._tasks = tasks
         self._excluded = excluded_clusters
-        self._cache = cache
+        self._fingerprints = dict(fingerprints or {})
+        self._reused = reused
 
     def expand(self, inputs: tuple[beam.PCollection, beam.PCollection, beam.PCollection]) -> beam.PCollection:
         shards, counts, dead = inputs
         config, tasks, excluded = self._config, self._tasks, self._excluded
-        cache = self._cache
+        fingerprints, reused = self._fingerprints, self._reused
 
         def write(_: Any, shard_list: list, count_list: list, dead_list: list) -> Iterator[str]:
-            manifest = assemble_manifest(config, tasks, excluded, count_list, shard_list, dead_list, cache)
+            manifest = assemble_manifest(config, tasks, excluded, count_list, shard_list, dead_list, fingerprints, reused)
             errors = accounting_errors(manifest.tasks)
             if errors:
                 raise AccountingError("rows unaccounted for; not publishing:\n" + "\n".join(errors))

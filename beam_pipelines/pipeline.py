@@ -116,4 +116,6 @@ def build_pipeline(p: beam.Pipeline, config: BuildConfig, plan: BuildPlan, cache
 
     dead = tuple(streams.dead) | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteDeadLetters(output)
     counts = (*streams.counts, written[COUNTS]) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
-    return (written["shards"], counts, dead) | "WriteManifest" >> WriteManifest(config, plan.tasks, plan.excluded_clusters, cache)
+    return (written["shards"], counts, dead) | "WriteManifest" >> WriteManifest(
+        config, plan.tasks, plan.excluded_clusters, cache.fingerprints, cache.reused_tasks
+    )

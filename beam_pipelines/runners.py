@@ -30,7 +30,7 @@ from apache_beam.options.pipeline_options_validator import PipelineOptionsValida
 from apache_beam.runners.runner import PipelineResult
 
 from flanforge.beam_pipelines.config import BuildConfig
-from flanforge.beam_pipelines.storage import bucket_of, check_output_location, is_remote, join_path
+from flanforge.beam_pipelines.storage import check_output_location, gcs_bucket, is_remote, join_path
 from flanforge.schemas.manifest import MANIFEST_NAME
 
 DATAFLOW = "dataflow"
@@ -65,7 +65,7 @@ def unfinished_note(options: PipelineOptions, output: str) -> str:
 
 def _is_gcs_path(path: str | None) -> bool:
     """A gs://bucket/object path whose bucket name Beam accepts (a bad one sends Beam hunting for a default bucket)."""
-    bucket = bucket_of(path or "")
+    bucket = gcs_bucket(path or "")
     return bool(bucket) and re.match(PipelineOptionsValidator.GCS_BUCKET, bucket) is not None and path.rstrip("/") != f"gs://{bucket}"
 
 

@@ -53,7 +53,7 @@ def is_remote(path: str) -> bool:
     return "://" in path
 
 
-def bucket_of(path: str) -> str | None:
+def gcs_bucket(path: str) -> str | None:
     """The bucket of a gs:// path, else None."""
     if not path.startswith("gs://"):
         return None
@@ -142,7 +142,7 @@ def write_chunks(path: str, chunks: Iterable[bytes]) -> tuple[int, str]:
 
 def check_output_location(path: str) -> None:
     """Fail up front, in one line, when a gs:// output's bucket is missing or not ours to write."""
-    bucket = bucket_of(path)
+    bucket = gcs_bucket(path)
     if bucket is None:
         return
     from google.api_core import exceptions

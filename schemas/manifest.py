@@ -15,6 +15,17 @@ from typing import Any, Iterable
 
 import pyarrow.fs as pafs
 
+def _package_version() -> str:
+    """flanforge's version as installed (setup.py is its one home); "0+unknown" from a bare source tree."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flanforge")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+VERSION = _package_version()  # recorded in every manifest and in the render cache's fingerprints
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "flanforge.manifest"
 MANIFEST_VERSION = 1

@@ -106,7 +106,7 @@ def verify_shard_files(manifest: Manifest, shards: Iterable[ShardInfo], *, check
         verify_shards(manifest, shards, check_sha256=True)
 
 
-def read_shard(manifest: Manifest, shard: ShardInfo, columns: Iterable[str]) -> pa.Table:
+def read_output_shard(manifest: Manifest, shard: ShardInfo, columns: Iterable[str]) -> pa.Table:
     """One shard as an Arrow table with `columns`; TFRecord rows are also counted against the manifest."""
     columns = list(columns)
     uri = manifest.uri(shard.path)
@@ -149,7 +149,7 @@ def task_sizes(manifest: Manifest, shards: list[ShardInfo]) -> dict[str, int]:
         return {t: e.written_by_split.get(TRAIN_SPLIT, 0) for t, e in sorted(tasks.items())}
     counts: dict[str, int] = {}
     for s in shards:
-        for task, n in pc.value_counts(read_shard(manifest, s, ["task"]).column("task")).to_pylist():
+        for task, n in pc.value_counts(read_output_shard(manifest, s, ["task"]).column("task")).to_pylist():
             counts[task] = counts.get(task, 0) + n
     return dict(sorted(counts.items()))
 
@@ -319,7 +319,7 @@ class Mixture:
 def build_mixture(manifest: Manifest, shards: list[ShardInfo], weights: Mapping[str, float], seed: int) -> Mixture:
     """One TaskStream per weighted task over its cluster's shards, mixed with `weights`."""
     def reader(shard: ShardInfo) -> pa.Table:
-        return read_shard(manifest, shard, TRAIN_COLUMNS)
+        return read_output_shard(manifest, shard, TRAIN_COLUMNS)
 
     streams = {
         task: TaskStream(task, [s for s in shards if s.cluster == manifest.tasks[task].cluster], reader, seed)

@@ -20,7 +20,7 @@ import numpy as np
 
 from flanforge.schemas.manifest import Manifest
 from flanforge.training import checkpoint as ckpt_lib
-from flanforge.training.data import check_clusters, eval_split, open_corpus, read_shard, train_shards, verify_shard_files
+from flanforge.training.data import check_clusters, eval_split, open_corpus, read_output_shard, train_shards, verify_shard_files
 from flanforge.training.devices import DataParallel, detect, use_precision
 from flanforge.training.errors import TrainingInputError
 from flanforge.training.features import BatchLayout, TokenizedExample, make_batch, tokenize, tokenize_all
@@ -71,7 +71,7 @@ def load_eval_examples(manifest: Manifest, fmt: str, clusters: Sequence[str], ma
     per_template: dict[tuple[str, str], int] = defaultdict(int)
     out = []
     for shard in sorted(shards, key=lambda s: s.path):
-        for r in read_shard(manifest, shard, EVAL_COLUMNS).to_pylist():
+        for r in read_output_shard(manifest, shard, EVAL_COLUMNS).to_pylist():
             key = (r["task"], r["template_id"])
             if r["template_type"] in SKIPPED_TEMPLATE_TYPES or (max_per_template and per_template[key] >= max_per_template):
                 continue

@@ -24,7 +24,7 @@ from flanforge.training.data import (
     manifest_mixing_weights,
     mixture_weights,
     open_corpus,
-    read_shard,
+    read_output_shard,
     task_sizes,
     train_shards,
     verify_shard_files,
@@ -140,7 +140,7 @@ def corpus_texts(manifest: Manifest, shards: list[ShardInfo], limit: int = TINY_
     """Inputs and targets of the training shards, in shard order, at most `limit` texts."""
     n = 0
     for s in sorted(shards, key=lambda s: s.path):
-        table = read_shard(manifest, s, ["inputs", "targets"])
+        table = read_output_shard(manifest, s, ["inputs", "targets"])
         for text in table.column("inputs").to_pylist() + table.column("targets").to_pylist():
             if n == limit:
                 return
