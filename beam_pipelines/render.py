@@ -403,28 +403,16 @@ class RowOutcome:
     filtered: bool = False
 
 
-def render_row(
-    task: CompiledTask,
-    raw: Mapping[str, Any],
-    *,
-    split: str,
-    example_id: str,
-    applications: list[Application],
-    exemplars: Sequence[dict[str, Any]] = (),
-    few_shot_k: int = 0,
-    separator: str = "\n\n",
-) -> RowOutcome:
-    """Prepare one row and render it as planned; never raises for bad data."""
+def render_row(task: CompiledTask, raw: Mapping[str, Any], **plan: Any) -> RowOutcome:
+    """Prepare one row and render it as planned (`plan`: render_prepared's keyword arguments);
+    never raises for bad data."""
     try:
         variables = task.prepare(raw)
     except RowError as e:
-        return RowOutcome([], [str(e)] * len(applications))
+        return RowOutcome([], [str(e)] * len(plan["applications"]))
     if variables is None:
         return RowOutcome([], [], filtered=True)
-    return render_prepared(
-        task, variables, split=split, example_id=example_id, applications=applications,
-        exemplars=exemplars, few_shot_k=few_shot_k, separator=separator,
-    )
+    return render_prepared(task, variables, **plan)
 
 
 def render_prepared(

@@ -317,30 +317,39 @@ def print_table(figures: dict[str, dict[str, Any]]) -> None:
 
 
 def draw_chart(figures: dict[str, dict[str, Any]], path: Path) -> None:
-    """Rows/s and peak RSS against corpus size for the x1/x3 builds and the FLAN build."""
+    """Template applications per second and peak RSS against source rows read, for every build
+    measured (figures 2-5): whether cost and memory follow what is read, written, or neither."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = [("2", "uncapped", "o-"), ("3", f"capped at {CAP:,}", "s--"), ("4", "FLAN 2021 recipe", "D")]
-    fig, (speed, memory) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for key, name, style in series:
+    series = [
+        ("2", "SST-2 x1, x3 uncapped, 1 process", "o-", False),
+        ("3", f"SST-2 x1, x3 capped at {CAP:,}, 1 process", "s--", False),
+        ("5", "SST-2 x8 uncapped: 1 process, 2 workers", "^:", False),
+        ("4", "FLAN 2021 recipe (synthetic, real sizes), 2 workers", "D", True),
+    ]
+    fig, (speed, memory) = plt.subplots(1, 2, figsize=(12, 4.6))
+    for key, name, style, whole_tree in series:
         if key not in figures:
             continue
         runs = figures[key]["runs"]
         x = [r["corpus_rows"] for r in runs]
         speed.plot(x, [r["rows_per_s"] for r in runs], style, label=name)
         memory.plot(x, [r["peak_rss_mb"] for r in runs], style, label=name)
-    for ax, ylabel in ((speed, "rendered rows / s"), (memory, "peak RSS (MB)")):
+        if whole_tree:
+            memory.plot(x, [r["tree_rss_mb"] for r in runs], "d", mfc="none", label=name.split(" (")[0] + ": all processes")
+    for ax, ylabel in ((speed, "template applications / s"), (memory, "peak RSS of the largest process (MB)")):
         ax.set_xscale("log")
         ax.set_xlabel("source rows read")
         ax.set_ylabel(ylabel)
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-        ax.legend()
-    speed.set_title("throughput, 1 process")
-    memory.set_title("peak RSS, 1 process")
+    speed.legend(fontsize=8)
+    memory.legend(fontsize=8)
+    speed.set_title("throughput")
+    memory.set_title("memory")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"chart: {path}")
@@ -357,8 +366,12 @@ def main() -> None:
     parser.add_argument("--flan-scale", type=float, default=0.0, help="figure 4: corpus scale for synthetic_flan.py (default 0: skip)")
     parser.add_argument("--flan-corpus", type=Path, help="figure 4: an existing synthetic_flan.py output to build (its --scale goes in --flan-scale)")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
-    parser.add_argument("--chart", type=Path, default=DEFAULT_CHART, help=f"PNG chart of figures 2-4 (default {DEFAULT_CHART})")
+    parser.add_argument("--chart", type=Path, default=DEFAULT_CHART, help=f"PNG chart of figures 2-5 (default {DEFAULT_CHART})")
+    parser.add_argument("--redraw", type=Path, help="only draw the chart again from a results JSON written by --json")
     args = parser.parse_args()
+    if args.redraw:
+        draw_chart(json.loads(args.redraw.read_text())["figures"], args.chart)
+        return
     only = {f.strip() for f in args.only.split(",") if f.strip()}
     unknown = only - set("12345")
     if unknown:
@@ -393,7 +406,7 @@ def main() -> None:
         machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
         args.json.write_text(json.dumps({"machine": machine, "figures": figures}, indent=2) + "\n", encoding="utf-8")
         print(f"results: {args.json}")
-    if {"2", "3", "4"} & figures.keys():
+    if {"2", "3", "4", "5"} & figures.keys():
         draw_chart(figures, args.chart)
 
 
