@@ -13,7 +13,7 @@ their references, summaries, counts and dead letters.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import apache_beam as beam
 
@@ -54,8 +54,8 @@ class _Streams:
         self.counts: list[beam.PCollection] = []
         self.dead: list[beam.PCollection] = []
 
-    def add(self, outputs, refs_tag: str = "refs") -> None:
-        self.refs.append(outputs[refs_tag])
+    def add(self, outputs: Mapping[str, beam.PCollection]) -> None:
+        self.refs.append(outputs["refs"])
         self.summaries.append(outputs[SUMMARIES])
         self.counts.append(outputs[COUNTS])
         self.dead.append(outputs[DEAD_LETTERS])

@@ -7,7 +7,8 @@ leaves the worker is a handful of file references, a hash summary, counts and de
 For a capped split, rows are prepared (so filters and bad rows are counted as before) but only the
 applications a shard can contribute to the cap are rendered (balance.py explains the rule);
 the rest are counted as capped. The top-up pass renders exactly those that the first pass left
-out. Nothing here imports Beam.
+out. This is plain Python, tested without a runner: `transforms.RenderShards` is the Beam wrapper
+(files are still reached through storage.py, i.e. Beam's FileSystems).
 """
 from __future__ import annotations
 
