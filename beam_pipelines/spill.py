@@ -104,7 +104,9 @@ class SpillWriter:
         self._refs: dict[Destination, list[int]] = defaultdict(list)
         self._ref_rows: dict[Destination, int] = defaultdict(int)
         self._batches = 0
-        self._hashes: list[str] = []
+        self._hashes: list[str] = []  # since the last flush; earlier ones are packed in _hash_parts
+        self._hash_parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self._records = 0
         self._candidates: list[int] = []
         self._candidate_fields: list[tuple[str, str, int]] = []
         self._local: str | None = None  # where the IPC file is written (a temp file for remote paths)
@@ -116,9 +118,10 @@ class SpillWriter:
         record[SAMPLE_KEY] = sample_key or 0
         self._buffers[self._layout.destination(record["split"], record["cluster"], record["content_hash"])].append(record)
         if sample_key is not None:
-            self._candidates.append(len(self._hashes))
+            self._candidates.append(self._records)
             self._candidate_fields.append((record["template_id"], record["example_id"], sample_key))
         self._hashes.append(record["content_hash"])
+        self._records += 1
         self._buffered += 1
         if self._buffered >= self._flush_rows:
             self.flush()
@@ -136,6 +139,8 @@ class SpillWriter:
             self._batches += 1
         self._buffers.clear()
         self._buffered = 0
+        self._hash_parts.append(hash_halves(self._hashes))  # 16 bytes a record from here on
+        self._hashes = []
 
     def _open(self) -> None:
         if is_remote(self._path):
@@ -158,7 +163,8 @@ class SpillWriter:
                     shutil.copyfileobj(src, dst, 8 << 20)
                 os.remove(self._local)
         refs = [(dest, SpillRef(self._path, tuple(b), self._ref_rows[dest])) for dest, b in sorted(self._refs.items())]
-        hi, lo = hash_halves(self._hashes)
+        hi = np.concatenate([h for h, _ in self._hash_parts]) if self._hash_parts else np.zeros(0, np.uint64)
+        lo = np.concatenate([low for _, low in self._hash_parts]) if self._hash_parts else np.zeros(0, np.uint64)
         templates, examples, keys = zip(*self._candidate_fields) if self._candidate_fields else ((), (), ())
         summary = HashSummary(
             self._task, self._split, hi, lo, np.array(self._candidates, dtype=np.int64), tuple(templates), tuple(examples), tuple(keys)
