@@ -19,6 +19,7 @@ import jsonschema
 import yaml
 
 from flanforge.schemas import TASK_SPEC_SCHEMA_PATH
+from flanforge.schemas.files import is_remote
 from flanforge.templates import TEMPLATES_DIR
 
 CLUSTERS_FILE = "clusters.yaml"
@@ -180,26 +181,21 @@ def parse_task_spec(data: Any, path: str, validator: jsonschema.Draft202012Valid
     )
 
 
-def _is_remote(path: str) -> bool:
-    """storage.is_remote, without importing Beam for local catalogs."""
-    return "://" in path
-
-
 def _root(templates_dir: str | Path | None) -> str:
     """The templates directory as a string without a trailing slash (local paths normalised)."""
     if templates_dir is None:
         return str(TEMPLATES_DIR)
     text = str(templates_dir)
-    return text.rstrip("/") if _is_remote(text) else str(Path(text))
+    return text.rstrip("/") if is_remote(text) else str(Path(text))
 
 
 def _join(root: str, *parts: str) -> str:
-    return posixpath.join(root, *parts) if _is_remote(root) else str(Path(root, *parts))
+    return posixpath.join(root, *parts) if is_remote(root) else str(Path(root, *parts))
 
 
 def _glob(root: str, pattern: str) -> list[str]:
     """Files under root matching a '/'-separated pattern whose '*' stays within one folder level, sorted."""
-    if not _is_remote(root):
+    if not is_remote(root):
         return sorted(str(p) for p in Path(root).glob(pattern) if p.is_file())
     from flanforge.beam_pipelines.storage import match_files
 
@@ -209,7 +205,7 @@ def _glob(root: str, pattern: str) -> list[str]:
 
 
 def _is_file(path: str) -> bool:
-    if not _is_remote(path):
+    if not is_remote(path):
         return Path(path).is_file()
     from flanforge.beam_pipelines.storage import match_files
 
@@ -217,7 +213,7 @@ def _is_file(path: str) -> bool:
 
 
 def _is_dir(root: str) -> bool:
-    if not _is_remote(root):
+    if not is_remote(root):
         return Path(root).is_dir()
     from flanforge.beam_pipelines.storage import StorageError, match_files
 
@@ -228,7 +224,7 @@ def _is_dir(root: str) -> bool:
 
 
 def _read_text(path: str) -> str:
-    if not _is_remote(path):
+    if not is_remote(path):
         return Path(path).read_text(encoding="utf-8")
     from flanforge.beam_pipelines.storage import open_read
 

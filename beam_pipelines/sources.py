@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, Iterator, Mapping
 import orjson
 
 from flanforge.beam_pipelines.catalog import SourceSpec, TaskSpec
-from flanforge.beam_pipelines.storage import FileInfo, StorageError, has_glob, is_remote, join_path, match_files, open_read
+from flanforge.beam_pipelines.storage import FileInfo, StorageError, first_line, has_glob, is_remote, join_path, match_files, open_read
 
 # Byte size of one JSONL read shard, and rows per shard for row-addressable sources.
 JSONL_SHARD_BYTES = 8 << 20
@@ -90,12 +90,6 @@ class ReadProblem:
 
 def _error(task: str, split: str, message: str) -> SourceError:
     return SourceError(f"task {task} split {split}: {message}")
-
-
-def _first_line(e: BaseException, limit: int = 300) -> str:
-    """One short line of an exception (Beam's TFRecord errors carry the whole record in hex)."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def kind_for_path(path: str) -> str:
@@ -212,7 +206,7 @@ def plan_file_source(spec: TaskSpec, split: str, pattern: str, kind: str | None 
         except SourceError:
             raise
         except (OSError, ValueError) as e:  # pyarrow/Beam/gzip: the file exists but cannot be read
-            raise _error(spec.name, split, f"cannot read {info.path}: {_first_line(e)}") from None
+            raise _error(spec.name, split, f"cannot read {info.path}: {first_line(e)}") from None
     if not shards:
         raise _error(spec.name, split, f"source {pattern!r} has no rows")
     return shards
@@ -246,7 +240,7 @@ def plan_hf_disk_source(spec: TaskSpec, split: str, directory: str, source_split
     except SourceError as e:
         raise _error(spec.name, split, str(e)) from None
     except Exception as e:  # datasets raises many types; all mean "not a readable save_to_disk directory"
-        raise _error(spec.name, split, f"cannot load save_to_disk directory {directory}: {type(e).__name__}: {_first_line(e)}") from None
+        raise _error(spec.name, split, f"cannot load save_to_disk directory {directory}: {type(e).__name__}: {first_line(e)}") from None
     return _plan_hf(spec, split, base, ds)
 
 
@@ -308,7 +302,7 @@ def plan_hf_source(spec: TaskSpec, split: str) -> list[SourceShard]:
     except Exception as e:  # datasets/huggingface_hub/pyarrow raise many types; all mean "cannot read this source"
         raise _error(
             spec.name, split,
-            f"cannot load HF dataset {src.path!r} (config {src.name!r}, split {hf_split!r}): {type(e).__name__}: {_first_line(e)}. "
+            f"cannot load HF dataset {src.path!r} (config {src.name!r}, split {hf_split!r}): {type(e).__name__}: {first_line(e)}. "
             f"Offline? Point the task at local files with --source {spec.name}:{split}=PATH",
         ) from None
 
@@ -348,7 +342,7 @@ def _read_tfds_info(task: str, split: str, path: str) -> dict[str, Any]:
             with open_read(path) as f:
                 return json.loads(f.read())
     except (StorageError, OSError, ValueError) as e:
-        raise _error(task, split, f"cannot read {path}: {_first_line(e)}") from None
+        raise _error(task, split, f"cannot read {path}: {first_line(e)}") from None
     raise _error(task, split, f"{path} not found; prepare the dataset first (`tfds build`) or fix the source's name/data_dir")
 
 
@@ -550,14 +544,14 @@ def _read_tfrecord(shard: SourceShard) -> Iterator[tuple[int, dict[str, Any] | N
             try:
                 record = _TFRecordUtil.read_record(f)
             except ValueError as e:
-                yield number, None, f"corrupt TFRecord at byte {offset}, rest of the file skipped: {_first_line(e, 120)}"
+                yield number, None, f"corrupt TFRecord at byte {offset}, rest of the file skipped: {first_line(e, 120)}"
                 return
             if record is None:
                 return
             try:
                 yield number, example_to_row(record), ""
             except DecodeError as e:
-                yield number, None, f"not a tf.train.Example: {_first_line(e)}"
+                yield number, None, f"not a tf.train.Example: {first_line(e)}"
             number += 1
 
 

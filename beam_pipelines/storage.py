@@ -21,7 +21,7 @@ from typing import BinaryIO, Iterable
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+from flanforge.schemas.files import EMULATOR_ENV, is_remote  # one notion of "remote" for both file layers
 
 
 class StorageError(ValueError):
@@ -49,10 +49,6 @@ def use_emulator_credentials() -> None:
             auth._Credentials._credentials_init = True
 
 
-def is_remote(path: str) -> bool:
-    return "://" in path
-
-
 def gcs_bucket(path: str) -> str | None:
     """The bucket of a gs:// path, else None."""
     if not path.startswith("gs://"):
@@ -74,7 +70,7 @@ def match_files(pattern: str) -> list[FileInfo]:
     except Exception as e:  # Beam wraps every backend error in BeamIOError
         if not has_glob(pattern) and not is_remote(pattern):
             return []
-        raise StorageError(f"cannot list {pattern}: {_first_line(e)}") from None
+        raise StorageError(f"cannot list {pattern}: {first_line(e)}") from None
     return sorted(
         (FileInfo(m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in result.metadata_list if not m.path.endswith("/")),
         key=lambda f: f.path,
@@ -160,5 +156,8 @@ def check_output_location(path: str) -> None:
         raise StorageError(f"--output {path}: bucket {bucket} does not exist; create it with `gcloud storage buckets create gs://{bucket}`")
 
 
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """One short line of an exception, for one-line errors (Beam's TFRecord errors carry the whole
+    record in hex; a storage outage, a page of HTTP details)."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -2,18 +2,17 @@
 
 The pipeline writes it last; a directory without one holds no finished build. It records the
 build config, per-task accounting, and every shard with its row count and sha256, so a reader
-can check what it got. Reading goes through `pyarrow.fs`, which handles local paths and gs://
-alike, and this module imports neither Beam nor TensorFlow.
+can check what it got. Reading goes through schemas/files.py (pyarrow.fs, local paths and gs://
+alike), and this module imports neither Beam nor TensorFlow.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-import pyarrow.fs as pafs
+from flanforge.schemas.files import read_bytes
 
 def _package_version() -> str:
     """flanforge's version as installed (setup.py is its one home); "0+unknown" from a bare source tree."""
@@ -195,35 +194,6 @@ def accounting_errors(tasks: dict[str, TaskEntry]) -> list[str]:
                 f"written+duplicates+capped+failed={out}"
             )
     return errors
-
-
-def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """pyarrow filesystem + path for a local path or a gs:// (or other pyarrow-known) URI.
-
-    Under STORAGE_EMULATOR_HOST (a local GCS emulator, as in the tests) gs:// goes to the emulator
-    anonymously, as google-cloud-storage and Beam do; pyarrow does not read that variable itself.
-    """
-    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-    if uri.startswith("gs://") and emulator:
-        scheme, _, host = emulator.rpartition("://")
-        fs = pafs.GcsFileSystem(anonymous=True, scheme=scheme or "http", endpoint_override=host)
-        return fs, uri[len("gs://"):]
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), os.path.abspath(uri)
-
-
-def read_bytes(uri: str) -> bytes:
-    fs, path = open_filesystem(uri)
-    try:
-        with fs.open_input_stream(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        raise
-    except OSError as e:  # pyarrow reports a missing GCS object as a generic OSError
-        if "not found" in str(e).lower() or "no such file" in str(e).lower():
-            raise FileNotFoundError(uri) from e
-        raise
 
 
 def read_manifest(root: str) -> Manifest:

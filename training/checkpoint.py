@@ -19,6 +19,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
+from flanforge.schemas.files import is_remote
 from flanforge.training.errors import TrainingInputError
 
 RUN_FILE = "run.json"
@@ -47,7 +48,7 @@ class Checkpoint:
 
 
 def check_local(run_dir: str) -> None:
-    if "://" in run_dir:
+    if is_remote(run_dir):
         raise RunDirError(f"--output {run_dir}: the run directory must be a local (or mounted, e.g. gcsfuse) path")
 
 

@@ -21,7 +21,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from flanforge.schemas.records import EVAL_ZEROSHOT, FORMATS
-from flanforge.schemas.manifest import Manifest, ManifestError, ShardInfo, open_filesystem, read_manifest, verify_shards
+from flanforge.schemas.files import open_filesystem
+from flanforge.schemas.manifest import Manifest, ManifestError, ShardInfo, read_manifest, verify_shards
 from flanforge.training.errors import TrainingInputError
 
 TRAIN_SPLIT = "train"

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from flanforge.schemas.files import is_remote
 from flanforge.training.errors import TrainingInputError
 
 MODEL_KINDS = ("t5", "causal_lm")
@@ -42,7 +43,7 @@ class ModelConfigError(TrainingInputError):
 
 def check_preset(preset: str) -> None:
     """Fail early on a preset that is neither `tiny`, an existing local directory, nor a remote handle."""
-    if preset == TINY or "://" in preset:
+    if preset == TINY or is_remote(preset):
         return
     if os.sep in preset or preset.startswith(".") or os.path.exists(preset):
         if not os.path.isdir(preset):

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
+from flanforge.schemas.files import is_remote
 from flanforge.schemas.manifest import Manifest, ShardInfo
 from flanforge.training import checkpoint as ckpt_lib
 from flanforge.training.data import (
@@ -125,7 +126,7 @@ def tokenizer_for(config: TrainConfig, manifest: Manifest, shards: list[ShardInf
     tok_dir = os.path.join(config.output, TOKENIZER_DIR)
     if config.tokenizer or config.preset != TINY:
         source = config.tokenizer or config.preset
-        if "://" in source:
+        if is_remote(source):
             raise TrainingInputError(f"--preset {source} is remote: pass its vocabulary file with --tokenizer")
         tok = load_tokenizer(source)
         os.makedirs(tok_dir, exist_ok=True)

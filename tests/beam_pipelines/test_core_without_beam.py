@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
     sys.meta_path.insert(0, NotInstalled())
 
     from flanforge.beam_pipelines import catalog, config, hashing, render
-    from flanforge.schemas import manifest, records, tfexample
+    from flanforge.schemas import files, manifest, records, tfexample
 
     tasks = catalog.load_catalog().tasks
     compiled = render.CompiledTask(tasks["rte"])
@@ -29,6 +29,7 @@ SCRIPT = textwrap.dedent(
     assert config.BuildConfig(output="out").render_settings.mode.kind == "all"
     assert hashing.bucket_of(hashing.content_hash("a", "b"), 4) in range(4)
     assert tfexample.ExampleEncoder().encode(outcome.records)
+    assert files.read_bytes(str(catalog.TEMPLATES_DIR / "clusters.yaml"))
     assert "apache_beam" not in sys.modules
     print("core ok")
     """

@@ -17,7 +17,8 @@ import pytest
 from gcs_files import upload_tree
 
 from flanforge.beam_pipelines.build import run_build_cli
-from flanforge.schemas.manifest import Manifest, open_filesystem, read_manifest, verify_shards
+from flanforge.schemas.files import open_filesystem
+from flanforge.schemas.manifest import Manifest, read_manifest, verify_shards
 
 
 def write_inputs(root: Path) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flanforge.beam_pipelines.storage import StorageError, check_output_location, match_files, open_read, write_bytes
-from flanforge.schemas.manifest import read_bytes
+from flanforge.schemas.files import read_bytes
 
 
 def test_write_match_and_seek_on_gcs(gcs_emulator):
