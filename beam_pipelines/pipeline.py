@@ -12,7 +12,7 @@ their references, summaries, counts and dead letters.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 import apache_beam as beam
@@ -27,7 +27,7 @@ from flanforge.beam_pipelines.layout import ShardLayout
 from flanforge.beam_pipelines.manifest import WriteManifest
 from flanforge.beam_pipelines.shards import WriteShards
 from flanforge.beam_pipelines.sources import SourceShard
-from flanforge.beam_pipelines.transforms import SHARD_FILES, SUMMARIES, ExemplarPools, RenderShards
+from flanforge.beam_pipelines.transforms import SHARD_FILES, SUMMARIES, ExemplarPools, RenderJob, RenderShards
 
 
 @dataclass(frozen=True)
@@ -88,9 +88,8 @@ def build_pipeline(p: beam.Pipeline, config: BuildConfig, plan: BuildPlan, cache
         else p | "NoExemplars" >> beam.Create([])
     )
     streams = _Streams()
-    rendered = p | "Render" >> RenderShards(
-        shards, to_render, settings, plan.layout, output, cache.spill_dirs(), plan.quotas, pools=pools, keep_summaries=cache.write
-    )
+    job = RenderJob(tuple(to_render), settings, plan.layout, output, cache.spill_dirs(), plan.quotas)
+    rendered = p | "Render" >> RenderShards(shards, job, pools=pools, keep_summaries=cache.write)
     streams.add(rendered)
     if cache.reused:
         streams.add(p | "ReadRenderCache" >> ReadRenderCache(output, cache.reused))
@@ -104,10 +103,9 @@ def build_pipeline(p: beam.Pipeline, config: BuildConfig, plan: BuildPlan, cache
         first = tuple(streams.summaries) | "FirstSummaries" >> beam.Flatten() | "FirstPass" >> DedupDecisions(clusters, cap)
         short = _short_tasks(first["totals"], tuple(streams.counts) | "FirstCounts" >> beam.Flatten(), cap)
         capped_shards = [s for s in plan.shards_of(clusters) if (s.task, s.key) in plan.quotas]
-        top_up_dirs = {t: f"{SPILL_DIR}/{t}" for t in clusters}
-        streams.add(
-            p | "TopUp" >> RenderShards(capped_shards, plan.tasks, settings, plan.layout, output, top_up_dirs, plan.quotas, pools=pools, short=short)
-        )
+        # Every task may need a top-up (cached ones too); it spills to scratch: it is never cached.
+        top_up = replace(job, tasks=tuple(plan.tasks), spill_dirs={t: f"{SPILL_DIR}/{t}" for t in clusters})
+        streams.add(p | "TopUp" >> RenderShards(capped_shards, top_up, pools=pools, short=short))
     decisions = tuple(streams.summaries) | "AllSummaries" >> beam.Flatten() | "Deduplicate" >> DedupDecisions(clusters, cap)
     if cap is not None:
         thresholds = decisions["thresholds"]

@@ -5,6 +5,7 @@ a note of the files written, counts, dead letters). Rows never become Beam eleme
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
 import apache_beam as beam
@@ -31,24 +32,28 @@ def shard_file_stem(shard: SourceShard) -> str:
     return xxhash.xxh3_64_hexdigest(f"{shard.task}\x1f{shard.key}".encode())
 
 
+@dataclass(frozen=True)
+class RenderJob:
+    """What a render pass needs besides its read shards: the tasks and how to render them, where
+    their records go (the output layout, the output root and each task's spill folder under it),
+    and each capped read shard's candidate quota per template, keyed (task, shard key)."""
+
+    tasks: tuple[TaskSpec, ...]
+    settings: RenderSettings
+    layout: ShardLayout
+    output: str
+    spill_dirs: Mapping[str, str]
+    quotas: Mapping[tuple[str, str], int]
+
+
 class _RenderShardFn(CountingDoFn):
-    def __init__(
-        self,
-        tasks: list[TaskSpec],
-        settings: RenderSettings,
-        layout: ShardLayout,
-        output: str,
-        spill_dirs: Mapping[str, str],
-        quotas: Mapping[tuple[str, str], int],
-        top_up: bool,
-        keep_summaries: bool,
-    ):
-        self._specs = {t.name: t for t in tasks}
-        self._settings = settings
-        self._layout = layout
-        self._output = output
-        self._spill_dirs = dict(spill_dirs)
-        self._quotas = dict(quotas)
+    def __init__(self, job: RenderJob, top_up: bool, keep_summaries: bool):
+        self._specs = {t.name: t for t in job.tasks}
+        self._settings = job.settings
+        self._layout = job.layout
+        self._output = job.output
+        self._spill_dirs = dict(job.spill_dirs)
+        self._quotas = dict(job.quotas)
         self._top_up = top_up
         self._keep_summaries = keep_summaries
 
@@ -87,20 +92,15 @@ class _RenderShardFn(CountingDoFn):
 class RenderShards(beam.PTransform):
     """Read shards -> (destination, SpillRef) (main) + SUMMARIES + SHARD_FILES + COUNTS + DEAD_LETTERS.
 
-    `quotas` holds the per-template candidate quota of each capped read shard (task, shard key);
     `pools` are the few-shot exemplar pools (ExemplarPools). Given `short` (the top-up pass), only
-    the shards of the tasks it names are read, and what their first pass left out is rendered. `keep_summaries` also writes each shard's hash summary
-    beside its spill file and reports both (for the render cache)."""
+    the shards of the tasks it names are read, and what their first pass left out is rendered.
+    `keep_summaries` also writes each shard's hash summary beside its spill file and reports both
+    (for the render cache)."""
 
     def __init__(
         self,
         shards: list[SourceShard],
-        tasks: list[TaskSpec],
-        settings: RenderSettings,
-        layout: ShardLayout,
-        output: str,
-        spill_dirs: Mapping[str, str],
-        quotas: Mapping[tuple[str, str], int],
+        job: RenderJob,
         *,
         pools: beam.PCollection,
         short: beam.PCollection | None = None,
@@ -108,7 +108,7 @@ class RenderShards(beam.PTransform):
     ):
         super().__init__()
         self._shards = shards
-        self._fn = _RenderShardFn(tasks, settings, layout, output, spill_dirs, quotas, short is not None, keep_summaries)
+        self._fn = _RenderShardFn(job, short is not None, keep_summaries)
         self._side = {"pools": beam.pvalue.AsDict(pools)}
         if short is not None:
             self._side["short"] = beam.pvalue.AsList(short)

@@ -17,7 +17,7 @@ from flanforge.beam_pipelines.render import CompiledTask, RenderSettings
 from flanforge.beam_pipelines.render_shard import ShardRenderer
 from flanforge.beam_pipelines.sources import plan_reads
 from flanforge.beam_pipelines.spill import HashSummary, SpillWriter, read_spilled
-from flanforge.beam_pipelines.transforms import SUMMARIES, RenderShards
+from flanforge.beam_pipelines.transforms import SUMMARIES, RenderJob, RenderShards
 
 LAYOUT = ShardLayout({"train/nli": 3, "validation/nli": 1})
 
@@ -75,10 +75,8 @@ def test_candidates_and_top_up_render_exactly_the_applications_between_them(tmp_
 def test_render_stage_emits_refs_summaries_and_counts(tmp_path, rte):
     compiled, shards = rte
     with TestPipeline() as p:
-        out = p | RenderShards(
-            shards, [compiled.spec], RenderSettings(), LAYOUT, str(tmp_path / "out"), {"rte": "spill/rte"}, {},
-            pools=p | "NoPools" >> beam.Create([]),
-        )
+        job = RenderJob((compiled.spec,), RenderSettings(), LAYOUT, str(tmp_path / "out"), {"rte": "spill/rte"}, {})
+        out = p | RenderShards(shards, job, pools=p | "NoPools" >> beam.Create([]))
         assert_that(out["refs"] | beam.Map(lambda kv: kv[1].rows) | "Sum" >> beam.CombineGlobally(sum), equal_to([39 * compiled.n_templates]), label="refs")
         assert_that(out[SUMMARIES] | beam.Map(lambda s: (s.task, s.split, len(s.hi))), equal_to([("rte", "train", 39 * compiled.n_templates)]), label="summaries")
         counts = out[COUNTS] | "Counts" >> beam.CombinePerKey(sum) | beam.Filter(lambda kv: kv[0][1] in ("read", "read_errors"))
