@@ -82,8 +82,11 @@ def build_pipeline(p: beam.Pipeline, config: BuildConfig, plan: BuildPlan, cache
     settings, cap, output = config.render_settings, config.max_examples_per_task, config.output
     to_render = [t for t in plan.tasks if t.name in cache.to_render]
     shards = plan.shards_of(cache.to_render)
+    # Exemplar pools for every task that may render here: the changed ones, and with a cap also
+    # the cached ones, which the top-up pass may have to render.
+    pool_tasks = cache.to_render if cap is None else [t.name for t in plan.tasks]
     pools = (
-        p | "ExemplarPools" >> ExemplarPools(shards, settings.seed)
+        p | "ExemplarPools" >> ExemplarPools(plan.shards_of(pool_tasks), settings.seed)
         if settings.few_shot
         else p | "NoExemplars" >> beam.Create([])
     )

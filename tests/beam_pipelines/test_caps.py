@@ -64,3 +64,14 @@ def test_a_capped_task_renders_only_its_candidates(tmp_path, templates_dir):
     counts = m.tasks["rte"].counts
     assert counts["written"] == 100 and counts["template_applications"] == 2000 * m.tasks["rte"].templates
     assert counts["rendered"] < 4 * 100  # candidates only, not 20,000 renders
+
+
+def test_few_shot_with_a_cap_rebuilds_from_the_cache_identically(tmp_path, templates_dir, mostly_duplicates):
+    """A cached capped task can still need the top-up pass; it must find its exemplar pool then too."""
+    out = tmp_path / "out"
+    flags = ("--max-examples-per-task", "55", "--few-shot", "2")
+    first = build(out, mostly_duplicates, templates_dir, *flags)
+    again = build(out, mostly_duplicates, templates_dir, *flags)
+    assert again.tasks["rte"].from_cache and again.tasks["rte"].counts == first.tasks["rte"].counts
+    assert first.tasks["rte"].counts["failed"] == 0 and first.tasks["rte"].counts["written"] == 55
+    assert {s.path: s.sha256 for s in again.shards} == {s.path: s.sha256 for s in first.shards}
