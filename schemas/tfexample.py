@@ -94,9 +94,12 @@ Int64List = _message_class("Int64List")
 FloatList = _message_class("FloatList")
 
 
-def to_example(record: Mapping[str, Any]) -> Any:
-    """`record` as an Example message (filled in place; an empty string list stays a bytes_list)."""
-    example = Example()
+def to_example(record: Mapping[str, Any], message_class: Any = None) -> Any:
+    """`record` as an Example message (filled in place; an empty string list stays a bytes_list).
+
+    `message_class` may be another tf.train.Example class, TensorFlow's own for instance: the
+    tests fill TF's message this way and compare its serialisation with ExampleEncoder's bytes."""
+    example = (message_class or Example)()
     features = example.features.feature
     for f in RECORD_FIELDS:
         value = record[f.name]

@@ -57,17 +57,7 @@ def tf_encode() -> Callable[[Sequence[Mapping[str, Any]]], bytes]:
     def encode(records: Sequence[Mapping[str, Any]]) -> bytes:
         buf = io.BytesIO()
         for record in records:
-            example = tf.train.Example()
-            features = example.features.feature
-            for f in RECORD_FIELDS:
-                value = record[f.name]
-                if f.kind == "int64":
-                    features[f.name].int64_list.value.append(value)
-                elif f.kind == "string":
-                    features[f.name].bytes_list.value.append(value.encode("utf-8"))
-                else:
-                    features[f.name].bytes_list.SetInParent()
-                    features[f.name].bytes_list.value.extend(v.encode("utf-8") for v in value)
+            example = to_example(record, tf.train.Example)  # TensorFlow's message, TensorFlow's serialiser
             _TFRecordUtil.write_record(buf, example.SerializeToString(deterministic=True))
         return buf.getvalue()
 
