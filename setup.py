@@ -9,6 +9,7 @@ from setuptools import setup
 # install never puts generic names such as `training` or `schemas` on sys.path.
 PACKAGE_DIRS = {
     "flanforge.beam_pipelines": "beam_pipelines",
+    "flanforge.beam_pipelines.sources": "beam_pipelines/sources",
     "flanforge.schemas": "schemas",
     "flanforge.training": "training",
     "flanforge.templates": "templates",

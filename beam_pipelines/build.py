@@ -28,7 +28,8 @@ from flanforge.beam_pipelines.runners import (
     unfinished_note,
     waits_for_job,
 )
-from flanforge.beam_pipelines.storage import delete, delete_tree, exists, join_path
+from flanforge.beam_pipelines.storage import delete, delete_tree, exists
+from flanforge.schemas.files import join_path
 from flanforge.beam_pipelines.sources import SourceError, plan_reads
 from flanforge.schemas.manifest import COUNTERS, MANIFEST_NAME, VERSION, Manifest, read_manifest
 from flanforge.schemas.records import EVAL_ZEROSHOT, FORMATS

@@ -4,14 +4,13 @@ Specs are contributed data, so every load validates them against
 `schemas/task_spec.schema.json` and a few cross-file rules (file name = task name, folder =
 cluster, unique template ids), and reports every problem at once, each naming the file and,
 where there is one, the template and field. A templates directory may also be a gs:// prefix (a
-catalog kept next to the data a Dataflow job reads); only then is Beam's storage layer imported,
-so `flanforge validate` on local specs stays instant.
+catalog kept next to the data a Dataflow job reads), read through the Beam-free file layer.
 """
 from __future__ import annotations
 
 import json
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -19,7 +18,7 @@ import jsonschema
 import yaml
 
 from flanforge.schemas import TASK_SPEC_SCHEMA_PATH
-from flanforge.schemas.files import is_remote
+from flanforge.schemas.files import StorageError, is_remote, match_files, read_bytes
 from flanforge.templates import TEMPLATES_DIR
 
 CLUSTERS_FILE = "clusters.yaml"
@@ -44,6 +43,53 @@ class TemplateSpec:
 
 
 @dataclass(frozen=True)
+class ReadOptions:
+    """How to read a source's bytes: the spec's `source` keys, or `--source PATH#KEY=VALUE,...`.
+
+    Text formats read every cell as a string unless `types` declares otherwise, so `0012` stays
+    `0012` and an empty cell is an empty string."""
+
+    header: bool = True  # csv/tsv: the first line names the columns
+    columns: tuple[str, ...] = ()  # csv/tsv: column names (required when header is false; rename the header's otherwise)
+    delimiter: str | None = None  # csv/tsv: ',' or '\t' by default
+    quoting: bool | None = None  # csv/tsv: '"' quotes cells; default on for csv, off for tsv
+    encoding: str = "utf-8"  # text formats; a UTF-8 byte-order mark is dropped
+    types: tuple[tuple[str, str], ...] = ()  # csv/tsv: column -> string | int | float | bool
+    explode: str | None = None  # a list field: one row per element ...
+    explode_keep: str = "all"  # ... (all), or the first element only (first)
+
+
+READ_OPTION_KEYS = ("header", "columns", "delimiter", "quoting", "encoding", "types", "explode")
+_COLUMN_TYPES = ("string", "int", "float", "bool")
+
+
+def read_options(fields: Mapping[str, Any], base: ReadOptions = ReadOptions()) -> ReadOptions:
+    """ReadOptions from `source` keys (already schema-valid in a spec), over `base`."""
+    changes: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key == "columns":
+            changes[key] = tuple(str(c) for c in value)
+        elif key == "types":
+            bad = sorted(f"{k}: {v}" for k, v in value.items() if v not in _COLUMN_TYPES)
+            if bad:
+                raise SpecError([f"types: {', '.join(bad)}: a column type is one of {', '.join(_COLUMN_TYPES)}"])
+            changes[key] = tuple(sorted(value.items()))
+        elif key == "explode":
+            keep = value.get("keep", "all")
+            if keep not in ("all", "first"):
+                raise SpecError([f"explode: keep {keep!r}: use all (one row per element) or first"])
+            changes.update(explode=value.get("field") or None, explode_keep=keep)
+        elif key in READ_OPTION_KEYS:
+            changes[key] = value
+    options = replace(base, **changes)
+    if not options.header and not options.columns:
+        raise SpecError(["header: false needs `columns` (the names of the columns, in order)"])
+    if options.delimiter is not None and len(options.delimiter) != 1:
+        raise SpecError([f"delimiter must be one character, got {options.delimiter!r}"])
+    return options
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     kind: str
     splits: Mapping[str, str]
@@ -54,6 +100,7 @@ class SourceSpec:
     id_field: str | None = None
     revision: str | None = None
     data_dir: str | None = None
+    read: ReadOptions = ReadOptions()
 
 
 @dataclass(frozen=True)
@@ -149,6 +196,10 @@ def parse_task_spec(data: Any, path: str, validator: jsonschema.Draft202012Valid
         raise SpecError(problems)
     answers = data.get("answers")
     src = data["source"]
+    try:
+        read = read_options({k: src[k] for k in READ_OPTION_KEYS if k in src})
+    except SpecError as e:
+        raise SpecError([f"{path}: field source: {p}" for p in e.problems]) from None
     return TaskSpec(
         name=data["name"],
         cluster=data["cluster"],
@@ -165,6 +216,7 @@ def parse_task_spec(data: Any, path: str, validator: jsonschema.Draft202012Valid
             id_field=src.get("id_field"),
             revision=src.get("revision"),
             data_dir=src.get("data_dir"),
+            read=read,
         ),
         templates=tuple(TemplateSpec(**t) for t in data["templates"]),
         samples=tuple(data["samples"]),
@@ -197,8 +249,6 @@ def _glob(root: str, pattern: str) -> list[str]:
     """Files under root matching a '/'-separated pattern whose '*' stays within one folder level, sorted."""
     if not is_remote(root):
         return sorted(str(p) for p in Path(root).glob(pattern) if p.is_file())
-    from flanforge.beam_pipelines.storage import match_files
-
     depth = pattern.count("/")
     # Cloud Storage globs let '*' match '/', so keep only names at the pattern's depth.
     return [f.path for f in match_files(_join(root, pattern)) if f.path[len(root) + 1:].count("/") == depth]
@@ -207,16 +257,12 @@ def _glob(root: str, pattern: str) -> list[str]:
 def _is_file(path: str) -> bool:
     if not is_remote(path):
         return Path(path).is_file()
-    from flanforge.beam_pipelines.storage import match_files
-
     return any(f.path == path for f in match_files(path))
 
 
 def _is_dir(root: str) -> bool:
     if not is_remote(root):
         return Path(root).is_dir()
-    from flanforge.beam_pipelines.storage import StorageError, match_files
-
     try:
         return bool(match_files(_join(root, "*")))
     except StorageError:  # e.g. no such bucket: for a templates directory, the same as "not found"
@@ -226,10 +272,7 @@ def _is_dir(root: str) -> bool:
 def _read_text(path: str) -> str:
     if not is_remote(path):
         return Path(path).read_text(encoding="utf-8")
-    from flanforge.beam_pipelines.storage import open_read
-
-    with open_read(path) as f:
-        return f.read().decode("utf-8")
+    return read_bytes(path).decode("utf-8")
 
 
 def _stem(path: str) -> str:

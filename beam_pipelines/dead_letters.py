@@ -11,7 +11,8 @@ from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
 
-from flanforge.beam_pipelines.storage import join_path, write_bytes
+from flanforge.beam_pipelines.storage import write_bytes
+from flanforge.schemas.files import join_path
 
 
 def dead_letter_path(task: str) -> str:

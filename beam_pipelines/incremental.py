@@ -38,7 +38,8 @@ from flanforge.beam_pipelines.layout import ShardLayout
 from flanforge.beam_pipelines.render import RenderSettings
 from flanforge.beam_pipelines.sources import SourceShard
 from flanforge.beam_pipelines.spill import HashSummary, SpillRef
-from flanforge.beam_pipelines.storage import delete, is_remote, join_path, match_files, open_read, write_bytes
+from flanforge.beam_pipelines.storage import delete, write_bytes
+from flanforge.schemas.files import is_remote, join_path, match_files, read_bytes
 from flanforge.beam_pipelines.transforms import SUMMARIES
 from flanforge.schemas.manifest import RENDER_COUNTERS
 
@@ -145,10 +146,10 @@ def task_fingerprint(
 def load_entry(output: str, task: str, fingerprint: str) -> CacheEntry | None:
     """The committed entry for this fingerprint, or None (never built, or its build did not finish)."""
     index = join_path(output, f"{entry_dir(task, fingerprint)}/{INDEX_NAME}")
-    if not match_files(index):
+    try:
+        data = json.loads(read_bytes(index))
+    except FileNotFoundError:
         return None
-    with open_read(index) as f:
-        data = json.loads(f.read())
     return CacheEntry(
         task=task, fingerprint=fingerprint, shards=tuple(data["shards"]),
         dead_letters=tuple(data["dead_letters"]), counts=data["counts"],
@@ -229,8 +230,7 @@ def _replay_shard(element: tuple[str, Mapping[str, Any]]) -> Iterator[Any]:
     spill = join_path(output, files["spill"])
     for dest, batches, rows in files["refs"]:
         yield tuple(dest), SpillRef(spill, tuple(batches), rows)
-    with open_read(join_path(output, files["summary"])) as f:
-        yield beam.pvalue.TaggedOutput(SUMMARIES, HashSummary.from_bytes(f.read()))
+    yield beam.pvalue.TaggedOutput(SUMMARIES, HashSummary.from_bytes(read_bytes(join_path(output, files["summary"]))))
 
 
 class ReadRenderCache(beam.PTransform):

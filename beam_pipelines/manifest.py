@@ -13,7 +13,8 @@ import apache_beam as beam
 
 from flanforge.beam_pipelines.catalog import TaskSpec
 from flanforge.beam_pipelines.config import BuildConfig
-from flanforge.beam_pipelines.storage import join_path, write_bytes
+from flanforge.beam_pipelines.storage import write_bytes
+from flanforge.schemas.files import join_path
 from flanforge.schemas.manifest import (
     COUNTERS,
     MANIFEST_NAME,

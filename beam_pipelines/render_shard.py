@@ -37,9 +37,13 @@ Tally = Callable[[str, str, int], None]  # (task, counter, n)
 Pools = Mapping[str, list[tuple[str, dict[str, Any]]]]  # task -> few-shot exemplar candidates
 
 
-def dead_letter(stage: str, task: str, split: str, where: str, error: str, templates: int = 0) -> dict[str, Any]:
-    """A dead-letter record: what failed, where, and how many template applications it cost."""
-    return {"stage": stage, "task": task, "split": split, "where": where, "error": error, "template_applications": templates}
+def dead_letter(stage: str, task: str, split: str, where: str, error: str, templates: int = 0, text: str = "") -> dict[str, Any]:
+    """A dead-letter record: what failed, where (file and line, or example id), how many template
+    applications it cost, and for a record that could not be read, its text (truncated)."""
+    letter = {"stage": stage, "task": task, "split": split, "where": where, "error": error, "template_applications": templates}
+    if text:
+        letter["text"] = text
+    return letter
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ class ShardRenderer:
                 if isinstance(item, ReadProblem):
                     if count:
                         counts["read_errors"] += 1
-                        self._dead(dead_letter("read", name, item.split, item.where, item.error))
+                        self._dead(dead_letter("read", name, item.split, item.where, item.error, text=item.text))
                     continue
                 counts["read"] += 1
                 indices = select(template_ids, seed=seed, task=name, example_id=item.example_id, shard=item.shard_key, ordinal=item.ordinal)

@@ -30,7 +30,8 @@ from apache_beam.options.pipeline_options_validator import PipelineOptionsValida
 from apache_beam.runners.runner import PipelineResult
 
 from flanforge.beam_pipelines.config import BuildConfig
-from flanforge.beam_pipelines.storage import check_output_location, gcs_bucket, is_remote, join_path
+from flanforge.beam_pipelines.storage import check_output_location, gcs_bucket
+from flanforge.schemas.files import is_remote, join_path
 from flanforge.schemas.manifest import MANIFEST_NAME
 
 DATAFLOW = "dataflow"

@@ -23,7 +23,8 @@ from flanforge.beam_pipelines.counting import COUNTS, CountingDoFn
 from flanforge.beam_pipelines.dedup import first_copies
 from flanforge.beam_pipelines.layout import Destination, ShardLayout
 from flanforge.beam_pipelines.spill import SAMPLE_KEY, SpillRef, read_spilled
-from flanforge.beam_pipelines.storage import join_path, write_chunks
+from flanforge.beam_pipelines.storage import write_chunks
+from flanforge.schemas.files import join_path
 from flanforge.schemas.records import FIELD_NAMES, arrow_schema, shard_path
 from flanforge.schemas.tfexample import ExampleEncoder
 

@@ -28,7 +28,8 @@ import numpy as np
 import pyarrow as pa
 
 from flanforge.beam_pipelines.layout import Destination, ShardLayout
-from flanforge.beam_pipelines.storage import is_remote, open_read, open_write
+from flanforge.beam_pipelines.storage import open_write
+from flanforge.schemas.files import is_remote, open_input
 from flanforge.schemas.records import arrow_schema
 
 SAMPLE_KEY = "sample_key"  # spill-only column: the cap's sampling key (0 for uncapped records)
@@ -181,7 +182,7 @@ def read_spilled(refs: Iterable[SpillRef]) -> pa.Table:
     batches: list[pa.RecordBatch] = []
     for path in sorted(by_path):
         # Read into memory (not memory-mapped): the batches must outlive the open file.
-        source = pa.OSFile(path, "r") if not is_remote(path) else pa.PythonFile(open_read(path), mode="r")
+        source = pa.OSFile(path, "r") if not is_remote(path) else pa.PythonFile(open_input(path), mode="r")
         with source:
             reader = pa.ipc.open_file(source)
             batches += [reader.get_batch(i) for i in sorted(by_path[path])]

@@ -1,8 +1,9 @@
-"""Where a build's files live: local paths and gs:// through Beam's FileSystems.
+"""Where a build writes: outputs, spill files and the render cache, local or gs://, through
+Beam's FileSystems.
 
-Every read of a source and every write of an output goes through here, so a build reads and writes
-Cloud Storage the same way it does local disk, on the launcher and on workers alike. Two things
-need care beyond FileSystems itself:
+Only Beam stages and the launcher's publishing step write, so only they come here; everything
+that reads (sources, the cache index, manifests) goes through the Beam-free schemas/files.py.
+Two things need care beyond FileSystems itself:
 
 * A local GCS emulator (`STORAGE_EMULATOR_HOST`, e.g. `gcp-storage-emulator`) accepts anonymous
   requests, but Beam first looks for Google credentials and retries for ~27 s per process when
@@ -15,24 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from typing import BinaryIO, Iterable
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from flanforge.schemas.files import EMULATOR_ENV, is_remote  # one notion of "remote" for both file layers
-
-
-class StorageError(ValueError):
-    """A location cannot be used (no such bucket, no permission); raised before the pipeline runs."""
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    path: str
-    size: int
-    mtime: float  # seconds since the epoch, as the filesystem reports it
+# One notion of "remote" and one StorageError for both sides of the file layer.
+from flanforge.schemas.files import EMULATOR_ENV, StorageError, is_remote
 
 
 def use_emulator_credentials() -> None:
@@ -56,25 +46,8 @@ def gcs_bucket(path: str) -> str | None:
     return path[len("gs://"):].split("/", 1)[0]
 
 
-def has_glob(path: str) -> bool:
-    return any(c in path for c in "*?[")
 
 
-def match_files(pattern: str) -> list[FileInfo]:
-    """Files a path or glob names, sorted by path; [] when nothing matches (a missing bucket raises)."""
-    use_emulator_credentials()
-    if not is_remote(pattern) and not has_glob(pattern) and not os.path.isfile(pattern):
-        return []
-    try:
-        result = FileSystems.match([pattern])[0]
-    except Exception as e:  # Beam wraps every backend error in BeamIOError
-        if not has_glob(pattern) and not is_remote(pattern):
-            return []
-        raise StorageError(f"cannot list {pattern}: {first_line(e)}") from None
-    return sorted(
-        (FileInfo(m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in result.metadata_list if not m.path.endswith("/")),
-        key=lambda f: f.path,
-    )
 
 
 def exists(path: str) -> bool:
@@ -100,15 +73,8 @@ def delete_tree(path: str) -> None:
         delete([path])
 
 
-def open_read(path: str) -> BinaryIO:
-    """A seekable binary reader, never decompressing (formats decide that themselves)."""
-    use_emulator_credentials()
-    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
-def join_path(root: str, relative: str) -> str:
-    """root + a '/'-separated relative path, in root's own filesystem."""
-    return FileSystems.join(root, *relative.split("/"))
 
 
 def open_write(path: str) -> BinaryIO:
@@ -154,10 +120,3 @@ def check_output_location(path: str) -> None:
         ) from None
     if found is None:
         raise StorageError(f"--output {path}: bucket {bucket} does not exist; create it with `gcloud storage buckets create gs://{bucket}`")
-
-
-def first_line(e: BaseException, limit: int = 300) -> str:
-    """One short line of an exception, for one-line errors (Beam's TFRecord errors carry the whole
-    record in hex; a storage outage, a page of HTTP details)."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return text if len(text) <= limit else text[:limit] + "…"

@@ -19,7 +19,8 @@ from flanforge.beam_pipelines.render import CompiledTask, RenderSettings
 from flanforge.beam_pipelines.render_shard import ShardRenderer
 from flanforge.beam_pipelines.sources import SourceRow, SourceShard, read_shard
 from flanforge.beam_pipelines.spill import SpillWriter
-from flanforge.beam_pipelines.storage import join_path, write_bytes
+from flanforge.beam_pipelines.storage import write_bytes
+from flanforge.schemas.files import join_path
 
 SUMMARIES = "summaries"
 SHARD_FILES = "shard_files"

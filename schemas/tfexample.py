@@ -12,20 +12,21 @@ features. This module produces the same bytes on its own:
   times faster than filling and serialising message objects, and tests/schemas/test_tfexample.py
   checks that its bytes equal TensorFlow's `tf.train.Example` framed by Beam's `_TFRecordUtil`.
 - `tfrecord_frame` is TFRecord's framing: length, masked CRC32C of the length, data, masked
-  CRC32C of the data (google_crc32c, already a dependency of apache-beam[gcp]).
+  CRC32C of the data (google_crc32c, already a dependency of apache-beam[gcp]); `read_tfrecords`
+  reads it back, checking both CRCs, for source readers.
 """
 from __future__ import annotations
 
 import struct
 from operator import index
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence
 
 import google_crc32c
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from flanforge.schemas.records import RECORD_FIELDS
 
-__all__ = ["BytesList", "Example", "ExampleEncoder", "Feature", "Features", "FloatList", "Int64List", "tfrecord_frame", "to_example"]
+__all__ = ["BytesList", "Example", "ExampleEncoder", "Feature", "Features", "FloatList", "Int64List", "read_tfrecords", "tfrecord_frame", "to_example"]
 
 # --- tf.train.Example message classes -------------------------------------------------------------
 
@@ -131,6 +132,30 @@ def tfrecord_frame(data: bytes) -> bytes:
     """One TFRecord: uint64 LE length, masked CRC32C of those 8 bytes, data, masked CRC32C of data."""
     length = _U64(len(data))
     return length + _masked(_crc32c(length)) + data + _masked(_crc32c(data))
+
+
+def read_tfrecords(f: BinaryIO) -> Iterator[bytes]:
+    """The records of a TFRecord stream, checking both CRCs of each; ValueError at the first
+    damaged frame (the lengths after it cannot be trusted), naming its byte offset."""
+    offset = 0
+    while True:
+        head = f.read(12)
+        if not head:
+            return
+        if len(head) < 12:
+            raise ValueError(f"truncated record header at byte {offset}")
+        length = head[:8]
+        if _masked(_crc32c(length)) != head[8:]:
+            raise ValueError(f"corrupt record length at byte {offset}")
+        (size,) = struct.unpack("<Q", length)
+        data = f.read(size)
+        tail = f.read(4)
+        if len(data) < size or len(tail) < 4:
+            raise ValueError(f"truncated record at byte {offset}")
+        if _masked(_crc32c(data)) != tail:
+            raise ValueError(f"corrupt record data at byte {offset}")
+        yield data
+        offset += 16 + size
 
 
 # --- hand-written wire format ---------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The core (specs, rendering, hashing, build config) and schemas/ work where Apache Beam is not
-installed: the rules a task is built by can be used, tested and previewed without a runner."""
+"""The core (specs, sources, rendering, hashing, build config), schemas/ (with the file layer) and
+the trainer's data path work where Apache Beam is not installed: the rules a task is built by can
+be used, tested and previewed without a runner."""
 from __future__ import annotations
 
 import subprocess
@@ -17,8 +18,9 @@ SCRIPT = textwrap.dedent(
 
     sys.meta_path.insert(0, NotInstalled())
 
-    from flanforge.beam_pipelines import catalog, config, hashing, render
+    from flanforge.beam_pipelines import catalog, config, hashing, render, sources
     from flanforge.schemas import files, manifest, records, tfexample
+    from flanforge.training import data
 
     tasks = catalog.load_catalog().tasks
     compiled = render.CompiledTask(tasks["rte"])
@@ -30,6 +32,9 @@ SCRIPT = textwrap.dedent(
     assert hashing.bucket_of(hashing.content_hash("a", "b"), 4) in range(4)
     assert tfexample.ExampleEncoder().encode(outcome.records)
     assert files.read_bytes(str(catalog.TEMPLATES_DIR / "clusters.yaml"))
+    assert [f.path for f in files.match_files(str(catalog.TEMPLATES_DIR / "nli" / "rt*.yaml"))] == [str(catalog.TEMPLATES_DIR / "nli" / "rte.yaml")]
+    shards = sources.plan_reads(tasks["rte"], demo=True, overrides={})
+    assert [r.row for s in shards for r in sources.read_shard(s)] == [dict(r) for r in tasks["rte"].samples]
     assert "apache_beam" not in sys.modules
     print("core ok")
     """

@@ -7,8 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flanforge.beam_pipelines import sources
+from flanforge.beam_pipelines.sources import hub as hub_source
+from flanforge.beam_pipelines.sources import jsonl as jsonl_source
 from flanforge.beam_pipelines.catalog import load_catalog
-from flanforge.beam_pipelines.sources import ReadProblem, SourceError, SourceRow, plan_file_source, plan_reads, read_rows_at, read_shard
+from flanforge.beam_pipelines.sources import ReadProblem, SourceError, SourceRow, plan_files, plan_reads, read_rows_at, read_shard
 
 
 @pytest.fixture
@@ -26,12 +28,12 @@ def test_jsonl_byte_ranges_read_every_line_exactly_once(lines, shard_bytes):
     rte = load_catalog().tasks["rte"]
     path = Path(tempfile.mkdtemp()) / "data.jsonl"
     path.write_text("".join(json.dumps({"premise": t, "n": i}) + "\n" for i, t in enumerate(lines)))
-    old = sources.JSONL_SHARD_BYTES
-    sources.JSONL_SHARD_BYTES = shard_bytes
+    old = jsonl_source.SHARD_BYTES
+    jsonl_source.SHARD_BYTES = shard_bytes
     try:
-        shards = plan_file_source(rte, "train", str(path))
+        shards = plan_files(rte, "train", str(path))
     finally:
-        sources.JSONL_SHARD_BYTES = old
+        jsonl_source.SHARD_BYTES = old
     got = rows_of(shards)
     assert [r.row["n"] for r in got] == list(range(len(lines)))
     assert len({r.example_id for r in got}) == len(lines)
@@ -40,11 +42,11 @@ def test_jsonl_byte_ranges_read_every_line_exactly_once(lines, shard_bytes):
 def test_malformed_jsonl_line_is_a_problem_not_a_crash(tmp_path, rte):
     path = tmp_path / "d.jsonl"
     path.write_text('{"premise": "a"}\n{not json\n[1, 2]\n\n{"premise": "b"}\n')
-    got = rows_of(plan_file_source(rte, "train", str(path)))
+    got = rows_of(plan_files(rte, "train", str(path)))
     assert [r.row["premise"] for r in got if isinstance(r, SourceRow)] == ["a", "b"]
     problems = [p for p in got if isinstance(p, ReadProblem)]
     assert [p.error.split(":")[0] for p in problems] == ["malformed JSON", "expected a JSON object, got list"]
-    assert problems[0].where == "d.jsonl at 17"
+    assert problems[0].where == "d.jsonl byte 17" and problems[0].text == "{not json"
 
 
 @pytest.mark.parametrize("name", ["d.jsonl", "d.jsonl.gz"])
@@ -55,7 +57,7 @@ def test_rows_can_be_read_again_by_position(tmp_path, rte, name):
     text = '{"premise": "a"}\n{not json\n{"premise": "b"}\n\n{"premise": "c"}\n{"premise": "d"}\n'
     path = tmp_path / name
     path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
-    [shard] = plan_file_source(rte, "train", str(path))
+    [shard] = plan_files(rte, "train", str(path))
     rows = [r for r in read_shard(shard) if isinstance(r, SourceRow)]
     wanted = {r.position: r.ordinal for r in (rows[1], rows[3])}
     assert list(read_rows_at(shard, wanted)) == [rows[1], rows[3]]
@@ -64,18 +66,18 @@ def test_rows_can_be_read_again_by_position(tmp_path, rte, name):
 def test_id_field_gives_stable_ids(tmp_path, rte):
     path = tmp_path / "d.jsonl"
     path.write_text('{"idx": 7, "premise": "a"}\n')
-    assert rows_of(plan_file_source(rte, "validation", str(path)))[0].example_id == "validation:7"
+    assert rows_of(plan_files(rte, "validation", str(path)))[0].example_id == "validation:7"
 
 
 def test_missing_and_empty_sources_fail_early(tmp_path, rte):
     with pytest.raises(SourceError, match=r"task rte split train: source '.*nothing\*.jsonl' matched no files"):
-        plan_file_source(rte, "train", str(tmp_path / "nothing*.jsonl"))
+        plan_files(rte, "train", str(tmp_path / "nothing*.jsonl"))
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(SourceError, match="is empty"):
-        plan_file_source(rte, "train", str(tmp_path / "empty.jsonl"))
+        plan_files(rte, "train", str(tmp_path / "empty.jsonl"))
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(SourceError, match="cannot tell the format"):
-        plan_file_source(rte, "train", str(tmp_path / "x.txt"))
+        plan_files(rte, "train", str(tmp_path / "x.txt"))
 
 
 def test_csv_tsv_parquet_and_glob(tmp_path, rte):
@@ -85,13 +87,13 @@ def test_csv_tsv_parquet_and_glob(tmp_path, rte):
     (tmp_path / "a.tsv").write_text('premise\tlabel\nsaid "hi"\t0\nbad\trow\textra\nok\t1\n')
     (tmp_path / "b.csv").write_text('premise,label\n"x, y",1\n')
     pq.write_table(pa.table({"premise": ["p1", "p2", "p3"], "label": [0, 1, 0]}), tmp_path / "c.parquet", row_group_size=2)
-    tsv = rows_of(plan_file_source(rte, "train", str(tmp_path / "a.tsv")))
-    assert [r.row for r in tsv if isinstance(r, SourceRow)] == [{"premise": 'said "hi"', "label": 0}, {"premise": "ok", "label": 1}]
+    tsv = rows_of(plan_files(rte, "train", str(tmp_path / "a.tsv")))
+    assert [r.row for r in tsv if isinstance(r, SourceRow)] == [{"premise": 'said "hi"', "label": "0"}, {"premise": "ok", "label": "1"}]
     assert any(isinstance(p, ReadProblem) and "expected 2 columns, got 3" in p.error for p in tsv)
-    assert rows_of(plan_file_source(rte, "train", str(tmp_path / "b.csv")))[0].row == {"premise": "x, y", "label": 1}
-    parquet_shards = plan_file_source(rte, "train", str(tmp_path / "c.parquet"))
+    assert rows_of(plan_files(rte, "train", str(tmp_path / "b.csv")))[0].row == {"premise": "x, y", "label": "1"}
+    parquet_shards = plan_files(rte, "train", str(tmp_path / "c.parquet"))
     assert len(parquet_shards) == 2 and [r.row["premise"] for r in rows_of(parquet_shards)] == ["p1", "p2", "p3"]
-    assert [s.id_prefix for s in plan_file_source(rte, "train", str(tmp_path / "*.*"))] == ["a.tsv", "b.csv", "c.parquet", "c.parquet"]
+    assert [s.id_prefix for s in plan_files(rte, "train", str(tmp_path / "*.*"))] == ["a.tsv", "b.csv", "c.parquet", "c.parquet"]
 
 
 def test_hf_save_to_disk_and_load_dataset_paths_offline(tmp_path, rte, monkeypatch):
@@ -121,7 +123,7 @@ def test_demo_reads_the_spec_samples(rte):
 def test_json_array_file_is_refused_with_a_hint(tmp_path, rte):
     (tmp_path / "d.json").write_text('[{"premise": "a"}]')
     with pytest.raises(SourceError, match="is a JSON array; flanforge reads JSON Lines"):
-        plan_file_source(rte, "train", str(tmp_path / "d.json"))
+        plan_files(rte, "train", str(tmp_path / "d.json"))
 
 
 def test_parquet_ids_are_unique_across_row_groups(tmp_path, rte):
@@ -129,7 +131,7 @@ def test_parquet_ids_are_unique_across_row_groups(tmp_path, rte):
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"premise": list("abcde")}), tmp_path / "d.parquet", row_group_size=2)
-    shards = plan_file_source(rte, "train", str(tmp_path / "d.parquet"))
+    shards = plan_files(rte, "train", str(tmp_path / "d.parquet"))
     assert [(s.start, s.end, s.row_group) for s in shards] == [(0, 2, 0), (2, 4, 1), (4, 5, 2)]
     assert [r.example_id for r in rows_of(shards)] == [f"train:d.parquet:{i}" for i in range(5)]
     assert len({s.key for s in shards}) == 3
@@ -138,14 +140,14 @@ def test_parquet_ids_are_unique_across_row_groups(tmp_path, rte):
 def test_unreadable_parquet_fails_before_the_pipeline(tmp_path, rte):
     (tmp_path / "bad.parquet").write_bytes(b"this is not parquet at all")
     with pytest.raises(SourceError, match=r"^task rte split train: cannot read .*bad.parquet: "):
-        plan_file_source(rte, "train", str(tmp_path / "bad.parquet"))
+        plan_files(rte, "train", str(tmp_path / "bad.parquet"))
 
 
 def test_gzipped_jsonl_is_read_through_gzip(tmp_path, rte):
     import gzip
 
     (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress(b'{"premise": "a"}\n{"premise": "b"}\n'))
-    assert [r.row["premise"] for r in rows_of(plan_file_source(rte, "train", str(tmp_path / "d.jsonl.gz")))] == ["a", "b"]
+    assert [r.row["premise"] for r in rows_of(plan_files(rte, "train", str(tmp_path / "d.jsonl.gz")))] == ["a", "b"]
 
 
 def test_hf_disk_reads_the_source_split_when_it_becomes_another_output_split(tmp_path, rte):
@@ -177,13 +179,13 @@ def test_every_file_kind_reads_the_same_from_gcs(gcs_emulator, tmp_path, rte):
     pq.write_table(pa.table({"premise": ["r1", "r2", "r3"]}), local / "rte" / "d.parquet", row_group_size=2)
     root = upload_tree(local, f"gs://{gcs_emulator.new_bucket()}/data")
 
-    old = sources.JSONL_SHARD_BYTES
-    sources.JSONL_SHARD_BYTES = 100  # several byte-range shards: exercises seeking on a GCS reader
+    old = jsonl_source.SHARD_BYTES
+    jsonl_source.SHARD_BYTES = 100  # several byte-range shards: exercises seeking on a GCS reader
     try:
-        local_shards = plan_file_source(rte, "train", str(local / "rte" / "*"))
-        gcs_shards = plan_file_source(rte, "train", f"{root}/rte/*")
+        local_shards = plan_files(rte, "train", str(local / "rte" / "*"))
+        gcs_shards = plan_files(rte, "train", f"{root}/rte/*")
     finally:
-        sources.JSONL_SHARD_BYTES = old
+        jsonl_source.SHARD_BYTES = old
     assert len([s for s in gcs_shards if s.kind == "jsonl"]) > 1
     assert [dataclasses.replace(s, location="") for s in gcs_shards] == [dataclasses.replace(s, location="") for s in local_shards]
     assert gcs_shards[0].location == f"{root}/rte/a.jsonl"
@@ -200,7 +202,7 @@ def test_bad_gcs_sources_fail_early_in_one_line(gcs_emulator, rte):
     with pytest.raises(SourceError, match=r"^task rte split train: source 'gs://no-such-bucket-x/d.jsonl' matched no files$"):
         plan_reads(rte, demo=False, overrides={"train": "gs://no-such-bucket-x/d.jsonl"})
     with pytest.raises(SourceError, match=r"^task rte split train: gs://b/saved: save_to_disk directories are read from local disk only"):
-        sources.plan_hf_disk_source(rte, "train", "gs://b/saved", "train")
+        hub_source.plan_disk_directory(rte, "train", "gs://b/saved", "train")
 
 
 def _hub_layout(root: Path) -> None:

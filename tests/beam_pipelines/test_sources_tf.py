@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from flanforge.beam_pipelines.catalog import load_catalog
-from flanforge.beam_pipelines.sources import ReadProblem, SourceError, SourceRow, kind_for_path, plan_file_source, plan_reads, read_shard
+from flanforge.beam_pipelines.sources import ReadProblem, SourceError, SourceRow, kind_for_path, plan_files, plan_reads, read_shard
 
 tf = pytest.importorskip("tensorflow")
 
@@ -52,7 +52,7 @@ def test_tfrecord_examples_become_plain_rows(tmp_path, rte):
             example(premise="Second.", label=0, scores=[1.5], tokens=[]),
         ],
     )
-    shards = plan_file_source(rte, "train", str(path))
+    shards = plan_files(rte, "train", str(path))
     assert [(s.kind, s.start, s.end) for s in shards] == [("tfrecord", 0, -1)]
     got = rows_of(shards)
     assert [r.row for r in got] == [
@@ -74,12 +74,12 @@ def test_corrupt_records_are_dead_letters_not_crashes(tmp_path, rte):
     data = bytearray(path.read_bytes())
     data[-5] ^= 0xFF  # flip a byte inside the last record: its checksum no longer matches
     path.write_bytes(bytes(data))
-    got = rows_of(plan_file_source(rte, "train", str(path)))
+    got = rows_of(plan_files(rte, "train", str(path)))
     assert [r.row["premise"] for r in got if isinstance(r, SourceRow)] == ["a", "b"]
     problems = [p for p in got if isinstance(p, ReadProblem)]
-    assert [p.where for p in problems] == ["d.tfrecord at 1", "d.tfrecord at 3"]
+    assert [p.where for p in problems] == ["d.tfrecord record 1", "d.tfrecord record 3"]
     assert problems[0].error.startswith("not a tf.train.Example")
-    assert problems[1].error.startswith("corrupt TFRecord at byte") and "rest of the file skipped" in problems[1].error
+    assert problems[1].error == "damaged TFRecord, rest of the file skipped: corrupt record data at byte 91"
 
 
 def test_tfrecord_reads_the_same_from_gcs(gcs_emulator, tmp_path, rte):
@@ -88,8 +88,8 @@ def test_tfrecord_reads_the_same_from_gcs(gcs_emulator, tmp_path, rte):
     write_records(tmp_path / "d" / "x.tfrecord-00000-of-00002", [example(premise=f"p{i}") for i in range(3)])
     write_records(tmp_path / "d" / "x.tfrecord-00001-of-00002", [example(premise="q")])
     root = upload_tree(tmp_path / "d", f"gs://{gcs_emulator.new_bucket()}/d")
-    local = rows_of(plan_file_source(rte, "train", str(tmp_path / "d" / "x.tfrecord-*")))
-    remote = rows_of(plan_file_source(rte, "train", f"{root}/x.tfrecord-*"))
+    local = rows_of(plan_files(rte, "train", str(tmp_path / "d" / "x.tfrecord-*")))
+    remote = rows_of(plan_files(rte, "train", f"{root}/x.tfrecord-*"))
     assert remote == local and [r.row["premise"] for r in remote] == ["p0", "p1", "p2", "q"]
 
 

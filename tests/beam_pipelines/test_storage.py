@@ -1,10 +1,11 @@
-"""storage.py against a real (emulated) Cloud Storage API: listing, seekable reads, writes, and
-the up-front bucket check."""
+"""The file layer against a real (emulated) Cloud Storage API: writes (storage.py), listing and
+seekable reads (schemas/files.py), and the up-front bucket check."""
 from __future__ import annotations
 
 import pytest
 
-from flanforge.beam_pipelines.storage import StorageError, check_output_location, match_files, open_read, write_bytes
+from flanforge.beam_pipelines.storage import check_output_location, write_bytes
+from flanforge.schemas.files import StorageError, match_files, open_input
 from flanforge.schemas.files import read_bytes
 
 
@@ -15,7 +16,7 @@ def test_write_match_and_seek_on_gcs(gcs_emulator):
     assert len(digest) == 64
     found = match_files(f"gs://{bucket}/in/*.jsonl")
     assert [(f.path, f.size) for f in found] == [(f"gs://{bucket}/in/a.jsonl", 19), (f"gs://{bucket}/in/b.jsonl", 9)]
-    with open_read(f"gs://{bucket}/in/a.jsonl") as f:
+    with open_input(f"gs://{bucket}/in/a.jsonl") as f:
         f.seek(9)
         assert f.readline() == b'{"x": 10}\n'
     # The pyarrow side (used by manifest readers and the trainer) reaches the same objects.
