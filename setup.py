@@ -42,6 +42,8 @@ setup(
         "xxhash==4.1.0",
         "orjson==3.13.0",  # JSON Lines sources parse ~3x faster (falls back to json where they differ)
         "tqdm==4.70.1",  # the progress line of local builds (already required by datasets)
+        "regex==2026.11.19",  # regex_replace in templates: a per-call timeout against catastrophic patterns
+        "sacremoses==0.2.0",  # the detokenize template filter (Moses detokenizer)
     ],
     extras_require={
         # The trainer; also installable alone on an accelerator machine (see docs/TRAINING.md).

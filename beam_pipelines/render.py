@@ -19,6 +19,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from flanforge.beam_pipelines.catalog import SpecError, TaskSpec, TemplateSpec
 from flanforge.beam_pipelines.hashing import content_hash, seeded_hash
+from flanforge.beam_pipelines.text_filters import TEXT_FILTERS
 from flanforge.schemas.records import NO_ANSWER
 
 OPTIONS_HEADER = "OPTIONS:"
@@ -36,13 +37,15 @@ class RenderError(ValueError):
 def make_environment() -> ImmutableSandboxedEnvironment:
     # trim_blocks/lstrip_blocks let templates written as YAML block scalars use {% if %} lines
     # without leaving stray blank lines behind.
-    return ImmutableSandboxedEnvironment(
+    env = ImmutableSandboxedEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
+    env.filters.update(TEXT_FILTERS)  # unescape_html, normalize_space, detokenize, regex_replace (docs/FILTERS.md)
+    return env
 
 
 class _ContextMaker:
