@@ -20,7 +20,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from flanforge.beam_pipelines.catalog import SpecError, TaskSpec, TemplateSpec
 from flanforge.beam_pipelines.hashing import content_hash, seeded_hash
 from flanforge.beam_pipelines.text_filters import TEXT_FILTERS
-from flanforge.schemas.records import NO_ANSWER
+from flanforge.schemas.records import NO_ANSWER, Record
 
 OPTIONS_HEADER = "OPTIONS:"
 MAX_OUTPUT_CHARS = 100_000
@@ -380,7 +380,7 @@ def render_few_shot(
     return Rendered(r.template_id, kind, separator.join([*shots, r.inputs]), r.targets, r.options, r.answer_index)
 
 
-def make_record(spec: TaskSpec, split: str, example_id: str, r: Rendered) -> dict[str, Any]:
+def make_record(spec: TaskSpec, split: str, example_id: str, r: Rendered) -> Record:
     """The output record (schemas/records.py) for one rendered example."""
     return {
         "inputs": r.inputs,
@@ -401,7 +401,7 @@ def make_record(spec: TaskSpec, split: str, example_id: str, r: Rendered) -> dic
 class RowOutcome:
     """What became of one row: its records, or why it (or some of its templates) failed."""
 
-    records: list[dict[str, Any]]
+    records: list[Record]
     failures: list[str]  # one message per failed template application
     filtered: bool = False
 

@@ -30,7 +30,7 @@ import pyarrow as pa
 from flanforge.beam_pipelines.layout import Destination, ShardLayout
 from flanforge.beam_pipelines.storage import open_write
 from flanforge.schemas.files import is_remote, open_input
-from flanforge.schemas.records import arrow_schema
+from flanforge.schemas.records import Record, arrow_schema
 
 SAMPLE_KEY = "sample_key"  # spill-only column: the cap's sampling key (0 for uncapped records)
 FLUSH_ROWS = 20_000  # records buffered per read shard before a flush: bounds a render worker's memory
@@ -114,7 +114,7 @@ class SpillWriter:
         self._sink: Any = None
         self._writer: Any = None
 
-    def add(self, record: dict[str, Any], sample_key: int | None = None) -> None:
+    def add(self, record: Record, sample_key: int | None = None) -> None:
         """Buffer one record (it is kept, not copied); `sample_key` marks it as a capped candidate."""
         record[SAMPLE_KEY] = sample_key or 0
         self._buffers[self._layout.destination(record["split"], record["cluster"], record["content_hash"])].append(record)

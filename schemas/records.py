@@ -8,7 +8,7 @@ The module imports neither Beam nor TensorFlow: the trainer must run without the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, TypedDict
 
 import pyarrow as pa
 
@@ -37,6 +37,25 @@ RECORD_FIELDS: tuple[RecordField, ...] = (
 )
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in RECORD_FIELDS)
+
+
+class Record(TypedDict):
+    """One record as the pipeline carries it from Render to the spill file (a dict, so a batch
+    of them becomes an Arrow batch in one call; typed, so readers and checkers know its keys).
+    After the spill, records are Arrow batches with `arrow_schema()`. A test checks that these
+    keys are RECORD_FIELDS."""
+
+    inputs: str
+    targets: str
+    task: str
+    cluster: str
+    template_id: str
+    template_type: str
+    options: list[str]
+    answer_index: int
+    split: str
+    example_id: str
+    content_hash: str
 
 # zero_shot: options shown (or a generative task); zero_shot_no_options: a classification
 # template rendered without its options; inverted: the task turned around. The few_shot_* types

@@ -25,3 +25,14 @@ def test_validate_record():
         validate_record(good | {"answer_index": "0"})
     with pytest.raises(ValueError, match="missing"):
         validate_record({k: v for k, v in good.items() if k != "inputs"})
+
+
+def test_the_typed_record_is_the_record_fields_and_render_makes_exactly_it():
+    from flanforge.beam_pipelines import render
+    from flanforge.beam_pipelines.catalog import load_catalog
+    from flanforge.schemas.records import FIELD_NAMES, Record
+
+    assert tuple(Record.__annotations__) == FIELD_NAMES
+    rte = load_catalog().tasks["rte"]
+    outcome = render.render_row(render.CompiledTask(rte), rte.samples[0], split="train", example_id="e", applications=[render.Application(0)])
+    assert tuple(outcome.records[0]) == FIELD_NAMES
