@@ -40,6 +40,8 @@ class TemplateSpec:
     targets: str
     inverted: bool = False
     show_options: bool = True
+    free_text: bool = False  # the target is free text about the example (an explanation), not an option
+    filter: str | None = None  # a sandboxed expression: the template applies only to rows where it is true
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def read_options(fields: Mapping[str, Any], base: ReadOptions = ReadOptions()) -
             bad = sorted(f"{k}: {v}" for k, v in value.items() if v not in _COLUMN_TYPES)
             if bad:
                 raise SpecError([f"types: {', '.join(bad)}: a column type is one of {', '.join(_COLUMN_TYPES)}"])
-            changes[key] = tuple(sorted(value.items()))
+            changes[key] = tuple(sorted({**dict(base.types), **value}.items()))  # added to the base's types
         elif key == "explode":
             keep = value.get("keep", "all")
             if keep not in ("all", "first"):
@@ -311,11 +313,24 @@ def _load_clusters(root: str) -> tuple[dict[str, str], tuple[tuple[str, str], ..
 
 
 def load_catalog(templates_dir: str | Path | None = None) -> Catalog:
-    """Load clusters.yaml and every templates/<cluster>/<task>.yaml (local or gs://); raise SpecError listing all problems."""
+    """Load a templates directory (local or gs://); raise SpecError listing all problems.
+
+    A directory with a clusters.yaml is a whole catalog. One without is an overlay on the
+    bundled catalog: its <cluster>/<task>.yaml specs are added to the bundled ones (a spec named
+    like a bundled task replaces it), so a user keeps their own specs outside the package."""
     root = _root(templates_dir)
     if not _is_dir(root):
         raise SpecError([f"{root}: templates directory not found"])
+    if templates_dir is not None and not _is_file(_join(root, CLUSTERS_FILE)):
+        bundled = load_catalog()
+        own = _load_tasks(root, bundled.clusters, clusters_file=f"the bundled {CLUSTERS_FILE} (an overlay adds tasks, not clusters)")
+        return Catalog(clusters=bundled.clusters, tasks={**bundled.tasks, **own}, holdout_overlaps=bundled.holdout_overlaps)
     clusters, overlaps = _load_clusters(root)
+    return Catalog(clusters=clusters, tasks=_load_tasks(root, clusters, clusters_file=_join(root, CLUSTERS_FILE)), holdout_overlaps=overlaps)
+
+
+def _load_tasks(root: str, clusters: Mapping[str, str], *, clusters_file: str) -> dict[str, TaskSpec]:
+    """Every <cluster>/<task>.yaml under root, checked against the schema and the cross-file rules."""
     validator = _schema_validator()
     tasks: dict[str, TaskSpec] = {}
     problems: list[str] = []
@@ -330,7 +345,7 @@ def load_catalog(templates_dir: str | Path | None = None) -> Catalog:
         if spec.cluster != _folder(path):
             problems.append(f"{path}: field cluster: {spec.cluster!r} must match the folder {_folder(path)!r}")
         if spec.cluster not in clusters:
-            problems.append(f"{path}: field cluster: {spec.cluster!r} is not in {_join(root, CLUSTERS_FILE)}")
+            problems.append(f"{path}: field cluster: {spec.cluster!r} is not in {clusters_file}")
         if spec.name in tasks:
             problems.append(f"{path}: field name: task {spec.name!r} is also defined in {tasks[spec.name].path}")
         tasks[spec.name] = spec
@@ -338,13 +353,15 @@ def load_catalog(templates_dir: str | Path | None = None) -> Catalog:
         raise SpecError(problems)
     if not tasks:
         raise SpecError([f"{root}: no task specs found (expected <cluster>/<task>.yaml files)"])
-    return Catalog(clusters=clusters, tasks=tasks, holdout_overlaps=overlaps)
+    return tasks
 
 
 def load_recipe(name_or_path: str, templates_dir: str | Path | None = None) -> dict[str, Any]:
     """A recipe's build settings: a file path (local or gs://), or a name under <templates>/recipes/."""
     root = _root(templates_dir)
     path = name_or_path if name_or_path.endswith(".yaml") else _join(root, RECIPES_DIR, f"{name_or_path}.yaml")
+    if not _is_file(path) and templates_dir is not None and not _is_file(_join(root, CLUSTERS_FILE)):
+        return load_recipe(name_or_path)  # an overlay directory: the bundled recipes
     if not _is_file(path):
         known = [_stem(p) for p in _glob(_join(root, RECIPES_DIR), "*.yaml")]
         raise SpecError([f"recipe {name_or_path!r} not found at {path}; known recipes: {', '.join(known) or 'none'}"])

@@ -1,0 +1,231 @@
+"""Readers on real public files as distributed (tests/data/realdata, byte for byte), and on files
+that reproduce one quirk each: header-less, `.txt` TSV, quotes in TSV, BOM + CRLF, cp1252,
+invalid UTF-8, numeric-looking text, empty cells, line-aligned files and list fields. Each test
+checks the records read, not just that nothing crashed."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from realdata import REALDATA, esnli_spec
+
+from flanforge.beam_pipelines.catalog import load_catalog
+from flanforge.beam_pipelines.sources import ReadProblem, SourceError, SourceRow, plan_files, plan_reads, read_rows_at, read_shard
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_catalog()
+
+
+def read_all(shards):
+    items = [item for s in shards for item in read_shard(s)]
+    return [i for i in items if isinstance(i, SourceRow)], [i for i in items if isinstance(i, ReadProblem)]
+
+
+def test_headed_glue_tsv_keeps_quotes_and_every_cell_a_string(catalog):
+    rows, problems = read_all(plan_files(catalog.tasks["rte"], "train", str(REALDATA / "glue_rte" / "dev.tsv")))
+    assert not problems and len(rows) == 30
+    first = rows[0].row
+    assert list(first) == ["index", "sentence1", "sentence2", "label"]
+    assert first["index"] == "0" and first["label"] == "not_entailment"  # strings, as in the file
+    # dev line 8 holds an unbalanced '"': TSV has no quoting, so it stays text and the rows stay aligned
+    assert any('"' in r.row["sentence1"] + r.row["sentence2"] for r in rows)
+    assert [r.example_id for r in rows[:2]] == ["train:dev.tsv:2", "train:dev.tsv:3"]  # line numbers
+
+
+def test_header_less_tsv_needs_columns_and_then_reads_every_row(tmp_path, catalog):
+    qqp = catalog.tasks["qqp"]
+    lines = (REALDATA / "glue_qqp" / "train.tsv").read_bytes().splitlines(keepends=True)
+    quora = tmp_path / "quora_duplicate_questions.txt"
+    quora.write_bytes(b"".join(lines[1:]))  # the same rows without the header line
+    with pytest.raises(SourceError, match="cannot tell the format from the extension.*#format=tsv"):
+        plan_files(qqp, "train", str(quora))
+    columns = "id|qid1|qid2|question1|question2|is_duplicate"
+    shards = plan_reads(qqp, demo=False, overrides={"train": f"{quora}#format=tsv,header=false,columns={columns},types=is_duplicate:int"})
+    rows, problems = read_all(shards)
+    assert not problems and len(rows) == 9
+    assert rows[0].row["question1"] == "How is the life of a math student? Could you describe your own experiences?"
+    assert rows[0].row["id"] == "133273" and rows[0].row["is_duplicate"] == 0
+    assert rows[0].position == 1  # no header: the first row is line 1
+
+
+def test_header_false_without_columns_is_refused_before_reading(catalog):
+    with pytest.raises(ValueError, match="header: false needs `columns`"):
+        plan_reads(catalog.tasks["qqp"], demo=False, overrides={"train": f"{REALDATA / 'glue_qqp' / 'train.tsv'}#header=false"})
+
+
+def test_msrp_txt_with_bom_crlf_and_stray_quotes(catalog):
+    shards = plan_reads(catalog.tasks["mrpc"], demo=False, overrides={"train": f"{REALDATA / 'msrp' / 'msr_paraphrase_train.txt'}#format=tsv"})
+    rows, problems = read_all(shards)
+    assert not problems and len(rows) == 40  # CSV quoting would have merged lines at the stray '"'
+    assert list(rows[0].row) == ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]  # BOM gone from the first name
+    assert not any(v.endswith("\r") for r in rows for v in r.row.values())  # CRLF gone from the last cell
+    assert rows[0].row["Quality"] == "1" and rows[0].row["#1 ID"] == "702876"
+
+
+def test_ag_news_header_less_quoted_csv(catalog):
+    path = REALDATA / "ag_news" / "train.csv"
+    shards = plan_reads(catalog.tasks["ag_news_subset"], demo=False, overrides={"train": f"{path}#header=false,columns=class|title|description"})
+    rows, problems = read_all(shards)
+    assert not problems and len(rows) == 45
+    assert rows[0].row == {
+        "class": "3",
+        "title": "Wall St. Bears Claw Back Into the Black (Reuters)",
+        "description": "Reuters - Short-sellers, Wall Street's dwindling\\band of ultra-cynics, are seeing green again.",
+    }
+
+
+def test_cp1252_file_reads_with_its_encoding_and_fails_per_line_without(tmp_path, catalog):
+    neg = REALDATA / "rt_polarity" / "rt-polarity.neg"
+    table = tmp_path / "neg.tsv"
+    table.write_bytes(b"text\n" + neg.read_bytes())
+    sst2 = catalog.tasks["sst2"]
+    rows, problems = read_all(plan_reads(sst2, demo=False, overrides={"train": f"{table}#encoding=cp1252"}))
+    assert not problems and len(rows) == 40
+    assert any("\u2014" in r.row["text"] or "é" in r.row["text"] for r in rows)  # 0x97 / 0xe9 decoded as cp1252
+    rows, problems = read_all(plan_files(sst2, "train", str(table)))  # read as UTF-8: those lines fail, named
+    assert problems and len(rows) + len(problems) == 40
+    first = problems[0]
+    assert first.where.startswith("neg.tsv line ") and "not valid utf-8 at byte" in first.error and first.text
+
+
+def test_numeric_looking_text_empty_cells_and_declared_types(tmp_path, catalog):
+    path = tmp_path / "d.csv"
+    path.write_text('code,zip,score,note,label\n0012,02139,1e3,,7\n7,00000,0.50,"a, b",\n')
+    sst2 = catalog.tasks["sst2"]
+    rows, problems = read_all(plan_reads(sst2, demo=False, overrides={"train": f"{path}#types=score:float"}))
+    assert not problems
+    # sst2's spec types `label` (int) and `idx`; declared here: score. Everything else stays text.
+    assert rows[0].row == {"code": "0012", "zip": "02139", "score": 1000.0, "note": "", "label": 7}
+    assert rows[1].row == {"code": "7", "zip": "00000", "score": 0.5, "note": "a, b", "label": None}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sentence,label\nfine,1\nbroken,yes\n")
+    rows, problems = read_all(plan_files(sst2, "train", str(bad)))
+    assert [r.row["label"] for r in rows] == [1]
+    assert problems[0].where == "bad.csv line 3" and "column 'label'" in problems[0].error and problems[0].text == "broken,yes"
+
+
+def test_quoted_newlines_survive_at_any_size(tmp_path, catalog):
+    path = tmp_path / "big.csv"
+    body = "".join(f'{i},"line one of {i}\nline two of {i}"\n' for i in range(30_000))  # ~1.2 MB
+    path.write_text("idx,sentence\n" + body)
+    rows, problems = read_all(plan_files(catalog.tasks["sst2"], "train", str(path)))
+    assert not problems and len(rows) == 30_000
+    assert rows[-1].row["sentence"] == "line one of 29999\nline two of 29999" and rows[-1].position == 2 + 2 * 29_999
+
+
+def test_ragged_rows_are_dead_letters_with_line_and_text(tmp_path, catalog):
+    path = tmp_path / "r.tsv"
+    path.write_text("sentence\tlabel\nok\t1\ntoo\tmany\tcells\nfine\t0\n")
+    rows, problems = read_all(plan_files(catalog.tasks["sst2"], "train", str(path)))
+    assert [r.row["sentence"] for r in rows] == ["ok", "fine"]
+    assert [(p.where, p.error, p.text) for p in problems] == [("r.tsv line 3", "expected 2 columns, got 3", "too\tmany\tcells")]
+
+
+def test_line_aligned_esnli_files_make_one_row_per_line(tmp_path):
+    root = tmp_path / "templates"
+    (root / "nli").mkdir(parents=True)
+    esnli = REALDATA / "esnli"
+    (root / "nli" / "esnli.yaml").write_text(esnli_spec("test"))
+    spec = load_catalog(root).tasks["esnli"]
+    rows, problems = read_all(plan_reads(spec, demo=False, overrides={}))
+    assert not problems and len(rows) == 40
+    assert rows[0].row == {
+        "premise": (esnli / "s1.test").read_text().splitlines()[0],
+        "hypothesis": (esnli / "s2.test").read_text().splitlines()[0],
+        "label": "neutral",
+        "explanation": "not all churches have cracks in the ceiling",
+    }
+    assert rows[0].example_id == "test:test:1"
+
+
+def test_line_aligned_files_of_different_lengths_are_refused(tmp_path):
+    root = tmp_path / "templates"
+    (root / "nli").mkdir(parents=True)
+    short = tmp_path / "labels.test"
+    short.write_text("neutral\nentailment\n")
+    (root / "nli" / "esnli.yaml").write_text(esnli_spec("test").replace(str(REALDATA / "esnli" / "labels.test"), str(short)))
+    spec = load_catalog(root).tasks["esnli"]
+    with pytest.raises(SourceError, match=r"line-aligned files differ in length .*labels.test: 2 lines"):
+        plan_reads(spec, demo=False, overrides={})
+
+
+def test_piqa_jsonl_joined_with_its_label_file(tmp_path):
+    root = tmp_path / "templates"
+    (root / "commonsense").mkdir(parents=True)
+    piqa = REALDATA / "piqa"
+    spec_text = PIQA_SPEC.format(jsonl=piqa / "valid.jsonl", labels=piqa / "valid-labels.lst")
+    (root / "commonsense" / "piqa_aligned.yaml").write_text(spec_text)
+    spec = load_catalog(root).tasks["piqa_aligned"]
+    rows, problems = read_all(plan_reads(spec, demo=False, overrides={}))
+    assert not problems and len(rows) == 30
+    assert rows[0].row["goal"].startswith("How do I ready a guinea pig cage") and rows[0].row["label"] == "0"
+    assert set(rows[0].row) == {"goal", "sol1", "sol2", "label"}
+
+
+def test_list_field_exploded_one_row_per_answer_or_first_only(catalog):
+    nq = catalog.tasks["natural_questions"]
+    path = REALDATA / "nq_open" / "NQ-open.dev.jsonl"
+    rows, problems = read_all(plan_reads(nq, demo=False, overrides={"validation": f"{path}#explode=answer"}))
+    assert not problems
+    first_two = [(r.example_id, r.row["answer"]) for r in rows[:2]]
+    assert first_two == [("validation:NQ-open.dev.jsonl:0#0", "14 December 1972 UTC"), ("validation:NQ-open.dev.jsonl:0#1", "December 1972")]
+    answers = sum(len(__import__("json").loads(line)["answer"]) for line in path.read_text().splitlines())
+    assert len(rows) == answers
+    rows, _ = read_all(plan_reads(nq, demo=False, overrides={"validation": f"{path}#explode=answer,explode_keep=first"}))
+    assert len(rows) == 40 and rows[0].row["answer"] == "14 December 1972 UTC" and rows[0].example_id == "validation:NQ-open.dev.jsonl:0"
+
+
+def test_exploded_rows_come_back_on_the_second_pass(tmp_path, catalog):
+    nq = catalog.tasks["natural_questions"]
+    path = tmp_path / "nq.jsonl"
+    shutil.copy(REALDATA / "nq_open" / "NQ-open.dev.jsonl", path)
+    [shard] = plan_reads(nq, demo=False, overrides={"train": f"{path}#explode=answer"})
+    rows = [r for r in read_shard(shard) if isinstance(r, SourceRow)]
+    wanted = {rows[1].position: rows[1].ordinal}
+    again = [r for r in read_rows_at(shard, wanted) if r.ordinal == rows[1].ordinal]
+    assert again == [rows[1]]
+
+
+def test_a_source_given_twice_for_one_split_is_an_error():
+    from flanforge.beam_pipelines.config import parse_source_overrides
+
+    with pytest.raises(ValueError, match=r"--source rte:train given twice"):
+        parse_source_overrides(["rte=a.jsonl", "rte:train=b.jsonl"])
+    assert parse_source_overrides(["rte=a.jsonl", "rte:validation=b.jsonl"]) == {"rte": {"train": "a.jsonl", "validation": "b.jsonl"}}
+
+
+def test_unknown_source_options_are_named():
+    from flanforge.beam_pipelines.sources import split_source_argument
+
+    with pytest.raises(ValueError, match="unknown option 'headers'"):
+        split_source_argument("x.tsv#headers=false")
+    with pytest.raises(ValueError, match="format='xlsx'"):
+        split_source_argument("x.tsv#format=xlsx")
+    assert split_source_argument("x.tsv#delimiter=tab,quoting=true") == ("x.tsv", None, {"delimiter": "\t", "quoting": True})
+
+
+PIQA_SPEC = """
+name: piqa_aligned
+cluster: commonsense
+description: PIQA from its release files, a JSONL file with a line-aligned labels file.
+license: AFL-3.0
+metric: accuracy
+source:
+  kind: aligned
+  splits:
+    validation:
+      "*": {jsonl}
+      label: {labels}
+answers:
+  options: "[sol1, sol2]"
+  label: label | int
+templates:
+  - id: piqa_aligned_01
+    inputs: "Goal: {{{{ goal }}}}"
+    targets: "{{{{ answer }}}}"
+samples:
+  - {{goal: "Open a jar.", sol1: "Twist the lid.", sol2: "Paint the lid.", label: "0"}}
+"""
