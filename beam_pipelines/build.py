@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 import sys
 from dataclasses import dataclass
 from typing import TextIO
@@ -28,9 +30,10 @@ from flanforge.beam_pipelines.runners import (
     unfinished_note,
     waits_for_job,
 )
+from flanforge.beam_pipelines.manifest import AccountingError, DataQualityError
+from flanforge.beam_pipelines.sources import SourceError, plan_reads
 from flanforge.beam_pipelines.storage import delete, delete_tree, exists
 from flanforge.schemas.files import join_path
-from flanforge.beam_pipelines.sources import SourceError, plan_reads
 from flanforge.schemas.manifest import COUNTERS, MANIFEST_NAME, VERSION, Manifest, read_manifest
 from flanforge.schemas.records import EVAL_ZEROSHOT, FORMATS
 
@@ -145,7 +148,8 @@ def print_summary(manifest: Manifest, out: TextIO) -> None:
     print(
         f"{len(manifest.tasks)} tasks: read {totals['read']} rows ({totals['read_errors']} unreadable), "
         f"{totals['template_applications']} template applications -> written {totals['written']}, "
-        f"duplicates {totals['duplicates']}, capped {totals['capped']}, failed {totals['failed']}",
+        f"duplicates {totals['duplicates']}, capped {totals['capped']}, failed {totals['failed']}"
+        + (f", skipped by template filters {totals['skipped']}" if totals["skipped"] else ""),
         file=out,
     )
     for line in task_table(manifest):
@@ -171,6 +175,22 @@ def task_table(manifest: Manifest, limit: int = TABLE_ROWS) -> list[str]:
     return lines
 
 
+class _OwnFailuresFilter(logging.Filter):
+    """Drops Beam's traceback log of a build that failed our own data checks: the CLI prints
+    that failure itself, once, as a summary."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], (DataQualityError, AccountingError)))
+
+
+_OWN_FAILURES = _OwnFailuresFilter()
+
+
+def _without_beam_suffix(message: str) -> str:
+    """Beam appends " [while running 'Step/Name']" to an exception from a step; the step is ours to name."""
+    return re.sub(r" \[while running '[^']*'\]\s*$", "", message.strip())
+
+
 def run_build_cli(argv: list[str], out: TextIO = sys.stdout, err: TextIO | None = None) -> int:
     """`flanforge build`: every problem found before work is launched is one line on stderr, exit code 2."""
     err = err or sys.stderr
@@ -186,6 +206,7 @@ def run_build_cli(argv: list[str], out: TextIO = sys.stdout, err: TextIO | None 
         # Beam 2.77 would otherwise try to download the Prism runner first; be explicit.
         argv = [*argv, "--runner=DirectRunner"]
     options = PipelineOptions(argv)
+    logging.getLogger("apache_beam.runners.common").addFilter(_OWN_FAILURES)  # added once: the same object
     try:
         config = options.view_as(BuildOptions).to_config()
         check_launch(options, config)
@@ -193,6 +214,9 @@ def run_build_cli(argv: list[str], out: TextIO = sys.stdout, err: TextIO | None 
     except (ValueError, SpecError, SourceError) as e:
         print(f"flanforge build: {e}", file=err)
         return 2
+    except (DataQualityError, AccountingError) as e:  # raised inside the pipeline's last step
+        print(f"flanforge build: {_without_beam_suffix(str(e))}", file=err)
+        return 1
     if run.manifest is None:
         print(unfinished_note(options, config.output), file=out)
         return 0

@@ -6,6 +6,7 @@ Subcommands import their heavy dependencies (Beam, TensorFlow, Keras) only when 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from flanforge.beam_pipelines.catalog import SpecError
@@ -52,6 +53,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `flanforge` command. Output piped into a reader that stops early (`| head`) ends the
+    command quietly, as other command-line tools do, instead of with a BrokenPipeError."""
+    try:
+        code = _run(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # Python would try to flush stdout again at exit and fail the same way: point it at devnull.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _run(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `build` hands its arguments to Beam's PipelineOptions parser, which knows the runner flags.
     if argv and argv[0] == "build":

@@ -13,6 +13,7 @@ from flanforge.schemas.records import FORMATS
 
 DEFAULT_TARGET_SHARD_BYTES = 128 << 20
 DEFAULT_SEED = 0
+DEFAULT_MAX_ERROR_RATE = 0.01
 DEFAULT_MIXING_RATE_CAP = 3000  # FLAN: a task's mixing weight is min(n_train_examples, 3000)
 OPTIONS_VARIANTS = ("template", "both")
 
@@ -37,6 +38,7 @@ class BuildConfig:
     few_shot: int = 0  # K > 0: every train render also gets a variant preceded by K exemplars
     few_shot_separator: str = "\n\n"
     incremental: bool = True  # reuse unchanged tasks' rendered records from the output's cache
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE  # above it (unreadable or failed) a task fails the build
 
     def __post_init__(self) -> None:
         if not self.output:
@@ -53,6 +55,8 @@ class BuildConfig:
             raise ValueError(f"--options-variants {self.options_variants}: choose from {', '.join(OPTIONS_VARIANTS)}")
         if self.few_shot < 0:
             raise ValueError("--few-shot must be 0 (off) or a number of exemplars")
+        if not 0 <= self.max_error_rate <= 1:
+            raise ValueError(f"--max-error-rate {self.max_error_rate}: a share between 0 and 1 (e.g. 0.01)")
         if self.mixing_rate_cap < 1:
             raise ValueError("--mixing-rate-cap must be at least 1")
 
@@ -71,12 +75,16 @@ class BuildConfig:
 
 
 def parse_source_overrides(values: list[str] | None) -> dict[str, dict[str, str]]:
-    """--source TASK[:SPLIT]=PATH_OR_GLOB (repeatable) -> task -> split -> path; split defaults to train."""
+    """--source TASK[:SPLIT]=PATH_OR_GLOB[#OPTIONS] (repeatable) -> task -> split -> path; split
+    defaults to train. The options are checked where they are read (sources/planning.py)."""
     out: dict[str, dict[str, str]] = {}
     for value in values or []:
         target, sep, path = value.partition("=")
         task, _, split = target.partition(":")
         if not sep or not task or not path:
             raise ValueError(f"--source {value!r}: expected TASK=PATH or TASK:SPLIT=PATH")
-        out.setdefault(task, {})[split or "train"] = path
+        split = split or "train"
+        if split in out.get(task, {}):
+            raise ValueError(f"--source {task}:{split} given twice ({out[task][split]!r} and {path!r}); pass one path or glob per split")
+        out.setdefault(task, {})[split] = path
     return out

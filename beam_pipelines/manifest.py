@@ -14,7 +14,7 @@ import apache_beam as beam
 from flanforge.beam_pipelines.catalog import TaskSpec
 from flanforge.beam_pipelines.config import BuildConfig
 from flanforge.beam_pipelines.storage import write_bytes
-from flanforge.schemas.files import join_path
+from flanforge.schemas.files import join_path, open_input
 from flanforge.schemas.manifest import (
     COUNTERS,
     MANIFEST_NAME,
@@ -25,10 +25,49 @@ from flanforge.schemas.manifest import (
     TaskEntry,
     accounting_errors,
     manifest_to_dict,
+    quality_problems,
 )
 
 class AccountingError(RuntimeError):
     """Rows went missing between stages: a bug, so the build fails instead of publishing."""
+
+
+class DataQualityError(RuntimeError):
+    """A task read no rows, or too much of it failed (--max-error-rate): the build fails instead
+    of publishing a corpus with a task silently missing or thinned."""
+
+
+REASONS_SHOWN = 3
+REPORT_TEXT_CHARS = 160
+
+
+def first_dead_letters(output: str, path: str, stage: str, n: int = REASONS_SHOWN) -> list[dict[str, Any]]:
+    """The first n dead letters of one stage in a task's file (sorted, so the same ones every run)."""
+    letters = []
+    with open_input(join_path(output, path)) as f:
+        for line in f:
+            letter = json.loads(line) if line.strip() else {}
+            if letter.get("stage") == stage:
+                letters.append(letter)
+            if len(letters) >= n:
+                break
+    return letters
+
+
+def quality_report(
+    output: str, problems: Mapping[str, tuple[str, str]], dead_letters: Iterable[dict[str, Any]], max_error_rate: float
+) -> str:
+    """What failed, per task, with the first few reasons: where (file and line), why, and the text."""
+    files = {d["task"]: d["path"] for d in dead_letters}
+    lines = [f"{len(problems)} task(s) failed the data checks (--max-error-rate {max_error_rate:g}); not publishing:"]
+    for task, (stage, problem) in sorted(problems.items()):
+        lines.append(f"  {task}: {problem}")
+        for d in first_dead_letters(output, files[task], stage) if task in files else []:
+            text = f" | {d['text'][:REPORT_TEXT_CHARS]}" if d.get("text") else ""
+            lines.append(f"    {d['stage']} {d['split']} {d['where']}: {d['error']}{text}")
+    if files:
+        lines.append(f"  every failure: {join_path(output, 'dead_letters')}/<task>.jsonl")
+    return "\n".join(lines)
 
 
 def assemble_manifest(
@@ -105,6 +144,9 @@ class WriteManifest(beam.PTransform):
             errors = accounting_errors(manifest.tasks)
             if errors:
                 raise AccountingError("rows unaccounted for; not publishing:\n" + "\n".join(errors))
+            problems = quality_problems(manifest.tasks, config.max_error_rate)
+            if problems:
+                raise DataQualityError(quality_report(config.output, problems, dead_list, config.max_error_rate))
             path = join_path(config.output, MANIFEST_NAME)
             write_bytes(path, encode_manifest(manifest))
             yield path

@@ -71,11 +71,18 @@ class BuildOptions(PipelineOptions):
             help="read and render every task, and keep no render cache (.flanforge_cache/ under --output); "
             "by default a rebuild into the same output reuses the renders of unchanged tasks",
         )
+        group.add_argument(
+            "--max-error-rate", "--max_error_rate", dest="max_error_rate", type=float,
+            help="fail the build (exit 1, no manifest) when a task reads no rows, or when more than this share "
+            "of a task's records is unreadable or of its template applications fails (default: 0.01)",
+        )
         group.add_argument("--demo", action="store_true", help="build from the sample rows bundled in each spec (offline)")
         group.add_argument(
-            "--source", action="append", metavar="TASK[:SPLIT]=PATH_OR_GLOB",
-            help="read a task's split (default train) from local files instead of its default source; "
-            ".jsonl/.json, .csv, .tsv, .parquet or a save_to_disk directory; repeatable",
+            "--source", action="append", metavar="TASK[:SPLIT]=PATH_OR_GLOB[#OPTIONS]",
+            help="read a task's split (default train) from files instead of its default source: .jsonl/.json, "
+            ".csv, .tsv, .parquet, .tfrecord (also .gz for text) or a save_to_disk directory; repeatable. "
+            "#OPTIONS say how to read them, e.g. '#format=tsv,header=false,columns=id|text|label' "
+            "(format, header, columns, delimiter, quoting, encoding, types, explode; docs/TASK_SPECS.md)",
         )
 
     def to_config(self) -> BuildConfig:
@@ -94,6 +101,7 @@ class BuildOptions(PipelineOptions):
             "mixing_rate_cap": self.mixing_rate_cap,
             "few_shot": self.few_shot,
             "incremental": self.incremental,
+            "max_error_rate": self.max_error_rate,
             "few_shot_separator": None if self.few_shot_separator is None else self.few_shot_separator.encode().decode("unicode_escape"),
         }
         settings.update({k: v for k, v in given.items() if v is not None})

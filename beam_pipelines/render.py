@@ -141,8 +141,17 @@ def resolve_path(row: Mapping[str, Any], path: str) -> Any:
         elif isinstance(value, (list, tuple)) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
             value = value[int(part)]
         else:
-            raise RowError(f"source row has no {path!r} (stopped at {part!r})")
+            raise RowError(f"source row has no {path!r} (stopped at {part!r}){_fields_hint(row, value)}")
     return value
+
+
+def _fields_hint(row: Mapping[str, Any], at: Any) -> str:
+    """The names the row does have, so a header-less file read as headed shows itself at once."""
+    if at is not row or not isinstance(row, Mapping):
+        return ""
+    names = [str(k) for k in row]
+    shown = ", ".join(repr(n[:40]) for n in names[:8]) + (", …" if len(names) > 8 else "")
+    return f"; the row has {shown}"
 
 
 class CompiledTask:
@@ -183,12 +192,23 @@ class CompiledTask:
         )
         self._label_expr = expression(answers.label, "field answers/label") if answers is not None else None
         self._templates = [(t, template(t, "inputs", t.inputs), template(t, "targets", t.targets)) for t in spec.templates]
+        self._applies = [expression(t.filter, f"template {t.id} field filter") if t.filter else None for t in spec.templates]
         if problems:
             raise SpecError(problems)
 
     @property
     def n_templates(self) -> int:
         return len(self._templates)
+
+    def applies(self, variables: Mapping[str, Any], template_index: int) -> bool:
+        """Whether the template's own `filter` keeps this prepared row (no filter: always)."""
+        expr = self._applies[template_index]
+        if expr is None:
+            return True
+        try:
+            return bool(expr(variables))
+        except Exception as e:  # contributed code: a failure of this application, never a crash
+            raise RenderError(f"template {self.spec.templates[template_index].id} field filter: {type(e).__name__}: {e}") from None
 
     def prepare(self, raw: Mapping[str, Any]) -> dict[str, Any] | None:
         """Map a source row to template variables; None when a spec filter drops it."""
@@ -256,8 +276,9 @@ class CompiledTask:
             texts.append(text)
         inputs, targets = texts
         options: list[str] = variables.get("options", []) if self.spec.answers is not None else []
-        if not options or spec.inverted:
-            return Rendered(spec.id, "inverted" if spec.inverted else "zero_shot", inputs, targets, (), NO_ANSWER)
+        if not options or spec.inverted or spec.free_text:
+            kind = "inverted" if spec.inverted else "free_text" if spec.free_text else "zero_shot"
+            return Rendered(spec.id, kind, inputs, targets, (), NO_ANSWER)
         if targets not in options:
             raise RenderError(f"template {spec.id} field targets: {targets!r} is not one of the options {options!r}")
         if spec.show_options if show_options is None else show_options:
@@ -345,7 +366,7 @@ def plan_applications(
     for i in indices:
         out.append(Application(i))
         t = spec.templates[i]
-        if options_variants == "both" and spec.answers is not None and t.show_options and not t.inverted:
+        if options_variants == "both" and spec.answers is not None and t.show_options and not (t.inverted or t.free_text):
             out.append(Application(i, False))
     return out + [a._replace(few_shot=True) for a in out] if few_shot else out
 
@@ -367,7 +388,7 @@ def render_few_shot(
             break
         try:
             prepared = task.prepare(raw)
-            if prepared is None:
+            if prepared is None or not task.applies(prepared, app.template_index):
                 continue
             shot = task.render(prepared, app.template_index, app.show_options)
         except (RowError, RenderError):
@@ -376,7 +397,7 @@ def render_few_shot(
     if not shots:
         raise RenderError(f"template {task.spec.templates[app.template_index].id}: no exemplars available for a few-shot render")
     r = task.render(variables, app.template_index, app.show_options)
-    kind = r.template_type.replace("zero_shot", "few_shot") if r.template_type != "inverted" else "few_shot_inverted"
+    kind = r.template_type.replace("zero_shot", "few_shot") if r.template_type.startswith("zero_shot") else f"few_shot_{r.template_type}"
     return Rendered(r.template_id, kind, separator.join([*shots, r.inputs]), r.targets, r.options, r.answer_index)
 
 
@@ -404,6 +425,7 @@ class RowOutcome:
     records: list[Record]
     failures: list[str]  # one message per failed template application
     filtered: bool = False
+    skipped: int = 0  # applications whose template's own filter excluded the row
 
 
 def render_row(task: CompiledTask, raw: Mapping[str, Any], **plan: Any) -> RowOutcome:
@@ -430,9 +452,12 @@ def render_prepared(
     separator: str = "\n\n",
 ) -> RowOutcome:
     """Render a prepared row (`CompiledTask.prepare`) as planned; never raises for bad data."""
-    records, failures = [], []
+    records, failures, skipped = [], [], 0
     for app in applications:
         try:
+            if not task.applies(variables, app.template_index):
+                skipped += 1
+                continue
             rendered = (
                 render_few_shot(task, variables, app, exemplars, few_shot_k, separator)
                 if app.few_shot
@@ -441,7 +466,7 @@ def render_prepared(
             records.append(make_record(task.spec, split, example_id, rendered))
         except RenderError as e:
             failures.append(str(e))
-    return RowOutcome(records, failures)
+    return RowOutcome(records, failures, skipped=skipped)
 
 
 def iter_sample_problems(task: CompiledTask) -> Iterator[str]:
@@ -463,6 +488,8 @@ def iter_sample_problems(task: CompiledTask) -> Iterator[str]:
         seen: dict[str, str] = {}
         for i, template in enumerate(spec.templates):
             try:
+                if not task.applies(variables, i):
+                    continue
                 r = task.render(variables, i)
             except RenderError as e:
                 yield f"{where}: {e}"
@@ -471,5 +498,6 @@ def iter_sample_problems(task: CompiledTask) -> Iterator[str]:
             if h in seen:
                 yield f"{where}: template {template.id} renders the same inputs and targets as template {seen[h]}"
             seen.setdefault(h, template.id)
-            if template.inverted and "options" in variables and r.targets in variables["options"]:
-                yield f"{where}: template {template.id} is marked inverted but its target {r.targets!r} is an answer option"
+            if (template.inverted or template.free_text) and "options" in variables and r.targets in variables["options"]:
+                marked = "inverted" if template.inverted else "free_text"
+                yield f"{where}: template {template.id} is marked {marked} but its target {r.targets!r} is an answer option"

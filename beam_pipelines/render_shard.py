@@ -13,6 +13,7 @@ out. This is plain Python, tested without a runner: `transforms.RenderShards` is
 from __future__ import annotations
 
 import collections
+import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -30,11 +31,17 @@ from flanforge.beam_pipelines.render import (
     render_prepared,
 )
 from flanforge.beam_pipelines.sources import ReadProblem, SourceRow, SourceShard, read_rows_at, read_shard
+from flanforge.beam_pipelines.sources.base import quote
 from flanforge.beam_pipelines.spill import SpillWriter
 from flanforge.schemas.records import EVAL_ZEROSHOT
 
 Tally = Callable[[str, str, int], None]  # (task, counter, n)
 Pools = Mapping[str, list[tuple[str, dict[str, Any]]]]  # task -> few-shot exemplar candidates
+
+
+def row_text(row: Mapping[str, Any]) -> str:
+    """A failed row as a dead letter quotes it: JSON, truncated."""
+    return quote(json.dumps(row, ensure_ascii=False, default=repr))
 
 
 def dead_letter(stage: str, task: str, split: str, where: str, error: str, templates: int = 0, text: str = "") -> dict[str, Any]:
@@ -136,7 +143,9 @@ class ShardRenderer:
             return
         self._tally(self._name, "failed", len(failures))
         for error in sorted(set(failures)):
-            self._dead(dead_letter("render", self._name, row.split, row.example_id, error, templates=failures.count(error)))
+            self._dead(
+                dead_letter("render", self._name, row.split, row.example_id, error, templates=failures.count(error), text=row_text(row.row))
+            )
 
     def _render(self, p: _Prepared, apps: Sequence[Application], pools: Pools) -> RowOutcome:
         exemplars = (
@@ -149,6 +158,8 @@ class ShardRenderer:
             exemplars=exemplars, few_shot_k=self.settings.few_shot, separator=self.settings.few_shot_separator,
         )
         self._tally(self._name, "rendered", len(outcome.records))
+        if outcome.skipped:
+            self._tally(self._name, "skipped", outcome.skipped)
         self._failed(p.row, outcome.failures)
         return outcome
 

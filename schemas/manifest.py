@@ -30,8 +30,9 @@ MANIFEST_FORMAT = "flanforge.manifest"
 MANIFEST_VERSION = 1
 
 # Per-task counters, in the order the data flows. The accounting identity over them is
-#   template_applications == written + duplicates + capped + failed
-# where template_applications counts (kept row, template) pairs, and
+#   template_applications == written + duplicates + capped + failed + skipped
+# where template_applications counts (kept row, template) pairs, skipped those a template's own
+# filter excluded, and
 #   read == filtered + rows that reached rendering.
 # read_errors are source records that could not be parsed into a row at all (dead letters).
 COUNTERS: tuple[str, ...] = (
@@ -41,13 +42,14 @@ COUNTERS: tuple[str, ...] = (
     "template_applications",
     "rendered",
     "failed",
+    "skipped",
     "duplicates",
     "capped",
     "written",
 )
 # What the Render stage counts (and the render cache replays): a capped split's applications that
 # were never rendered are counted as capped there; the shard writers count the rest.
-RENDER_COUNTERS: tuple[str, ...] = ("read", "read_errors", "filtered", "template_applications", "rendered", "failed", "capped")
+RENDER_COUNTERS: tuple[str, ...] = ("read", "read_errors", "filtered", "template_applications", "rendered", "failed", "skipped", "capped")
 
 
 class ManifestError(ValueError):
@@ -187,13 +189,31 @@ def accounting_errors(tasks: dict[str, TaskEntry]) -> list[str]:
     errors = []
     for name, entry in sorted(tasks.items()):
         c = entry.counts
-        out = c["written"] + c["duplicates"] + c["capped"] + c["failed"]
+        out = c["written"] + c["duplicates"] + c["capped"] + c["failed"] + c.get("skipped", 0)
         if c["template_applications"] != out:
             errors.append(
                 f"{name}: template_applications={c['template_applications']} but "
-                f"written+duplicates+capped+failed={out}"
+                f"written+duplicates+capped+failed+skipped={out}"
             )
     return errors
+
+
+def quality_problems(tasks: dict[str, TaskEntry], max_error_rate: float) -> dict[str, tuple[str, str]]:
+    """task -> (stage, why) its data is not good enough to publish: it read no rows, or more than
+    `max_error_rate` of its records could not be read (stage read), or of its template
+    applications failed (stage render)."""
+    problems = {}
+    for name, entry in sorted(tasks.items()):
+        c = entry.counts
+        records = c["read"] + c["read_errors"]
+        if c["read"] == 0:
+            problems[name] = ("read", f"read no rows ({c['read_errors']} unreadable)")
+        elif c["read_errors"] > max_error_rate * records:
+            problems[name] = ("read", f"{c['read_errors']} of {records} records unreadable ({c['read_errors'] / records:.1%})")
+        elif c["failed"] > max_error_rate * c["template_applications"]:
+            share = c["failed"] / c["template_applications"]
+            problems[name] = ("render", f"{c['failed']} of {c['template_applications']} template applications failed ({share:.1%})")
+    return problems
 
 
 def read_manifest(root: str) -> Manifest:

@@ -29,7 +29,7 @@ from flanforge.training.tokenizer import Tokenizer, load_tokenizer, train_tiny_t
 from flanforge.training.train import TINY_TOKENIZER_FILE, corpus_texts, load_model
 
 EVAL_COLUMNS = ("inputs", "targets", "task", "cluster", "template_id", "template_type", "options", "answer_index")
-SKIPPED_TEMPLATE_TYPES = ("inverted",)
+SKIPPED_TEMPLATE_TYPES = ("inverted", "free_text")  # no options to rank
 GENERATION_METRICS = ("exact_match", "rouge_l", "bleu")
 
 

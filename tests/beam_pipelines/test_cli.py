@@ -67,3 +67,17 @@ def test_catalog_table_lists_every_task(templates_dir, capsys):
     out = capsys.readouterr().out
     assert "| rte | nli | `aps/super_glue / rte` | super_glue/rte | 10 | 2 | yes: yes, no | accuracy |" in out
     assert "| echo_title | summarization | `jsonl files` |  | 3 | 1 | no | rouge |" in out
+
+
+def test_preview_piped_into_a_reader_that_stops_early_ends_quietly():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from flanforge.beam_pipelines.cli import main; import sys; sys.exit(main(['preview', 'rte', '-n', '7']))"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # like `| head` that has already exited: every write finds the pipe closed
+    _, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()[-2000:]
+    assert proc.returncode == 1

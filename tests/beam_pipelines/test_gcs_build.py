@@ -30,9 +30,13 @@ def write_inputs(root: Path) -> Path:
     return root
 
 
+# The inputs hold two malformed lines of 62 on purpose (dead letters must match across storages).
+DIRTY = ("--max-error-rate", "0.05")
+
+
 def build(*args: str) -> Manifest:
     out = io.StringIO()
-    code = run_build_cli(list(args), out)
+    code = run_build_cli([*args, *DIRTY], out)
     assert code == 0, out.getvalue()
     return read_manifest(args[args.index("--output") + 1])
 
@@ -83,7 +87,7 @@ def test_flanforge_build_command_reaches_gcs_with_only_the_emulator_variable(gcs
     bucket, _ = gcs_inputs
     env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "STORAGE_EMULATOR_HOST": os.environ["STORAGE_EMULATOR_HOST"]}
     command = [sys.executable, "-m", "flanforge.beam_pipelines.cli", "build", "--templates", f"{bucket}/templates",
-               "--source", f"rte={bucket}/data/rte/*.jsonl", "--output", f"{bucket}/cli-out", "--tasks", "rte"]
+               "--source", f"rte={bucket}/data/rte/*.jsonl", "--output", f"{bucket}/cli-out", "--tasks", "rte", *DIRTY]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"manifest: {bucket}/cli-out/manifest.json" in done.stdout

@@ -14,7 +14,7 @@ from flanforge.beam_pipelines.catalog import load_catalog
 from flanforge.beam_pipelines.config import BuildConfig
 from flanforge.beam_pipelines.counting import COUNTS, DEAD_LETTERS
 from flanforge.beam_pipelines.incremental import INDEX_NAME, ReadRenderCache, WriteRenderCache, entry_dir, load_entry
-from flanforge.beam_pipelines.manifest import WriteManifest
+from flanforge.beam_pipelines.manifest import DataQualityError, WriteManifest
 from flanforge.beam_pipelines.spill import HashSummary, SpillRef, hash_halves
 from flanforge.beam_pipelines.transforms import SUMMARIES
 from flanforge.schemas.manifest import read_manifest
@@ -23,18 +23,18 @@ SHARD = {"path": "parquet/split=train/cluster=nli/part-00000-of-00001.parquet", 
          "cluster": "nli", "rows": 7, "bytes": 10, "sha256": "0" * 64}
 
 
-def run_manifest(out: Path, counts: list) -> None:
+def run_manifest(out: Path, counts: list, max_error_rate: float = 0.01) -> None:
     rte = load_catalog().tasks["rte"]
     with TestPipeline() as p:
         _ = (
             p | "Shards" >> beam.Create([SHARD]),
             p | "Counts" >> beam.Create(counts),
             p | "Dead" >> beam.Create([]),
-        ) | WriteManifest(BuildConfig(output=str(out)), [rte], (), {"rte": "fp"}, frozenset({"rte"}))
+        ) | WriteManifest(BuildConfig(output=str(out), max_error_rate=max_error_rate), [rte], (), {"rte": "fp"}, frozenset({"rte"}))
 
 
 def test_write_manifest_publishes_counts_that_add_up(tmp_path):
-    counts = [(("rte", "template_applications"), 10), (("rte", "written"), 7), (("rte", "written@train"), 7), (("rte", "duplicates"), 3)]
+    counts = [(("rte", "read"), 1), (("rte", "template_applications"), 10), (("rte", "written"), 7), (("rte", "written@train"), 7), (("rte", "duplicates"), 3)]
     run_manifest(tmp_path, counts)
     m = read_manifest(str(tmp_path))
     assert m.tasks["rte"].counts["written"] == 7 and m.tasks["rte"].written_by_split == {"train": 7}
@@ -46,6 +46,15 @@ def test_write_manifest_refuses_to_publish_when_rows_are_missing(tmp_path):
         run_manifest(tmp_path, [(("rte", "template_applications"), 10), (("rte", "written"), 7)])
     assert "rte: template_applications=10" in str(caught.value)
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_write_manifest_refuses_to_publish_when_too_much_failed(tmp_path):
+    counts = [(("rte", "read"), 10), (("rte", "template_applications"), 100), (("rte", "written"), 98), (("rte", "failed"), 2)]
+    with pytest.raises(DataQualityError, match=r"rte: 2 of 100 template applications failed \(2.0%\)"):
+        run_manifest(tmp_path, counts)
+    assert not (tmp_path / "manifest.json").exists()
+    run_manifest(tmp_path, counts, max_error_rate=0.05)  # a known-dirty source: the rate raised, it publishes
+    assert read_manifest(str(tmp_path)).tasks["rte"].counts["failed"] == 2
 
 
 def test_render_cache_round_trip_replays_refs_summaries_counts_and_dead_letters(tmp_path):

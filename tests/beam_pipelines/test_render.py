@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flanforge.beam_pipelines.catalog import SpecError, load_catalog, parse_task_spec
+from flanforge.beam_pipelines.catalog import SpecError, parse_task_spec
 from flanforge.beam_pipelines.render import (
     Application,
     CompiledExpression,
