@@ -52,8 +52,9 @@ class SourceShard:
         return f"{self.split}:{self.id_prefix or self.location}:{self.start}"
 
 
-@dataclass(frozen=True)
-class SourceRow:
+class SourceRow(NamedTuple):
+    """One row of a source, as a reader hands it on (a NamedTuple: one is made per row, cheaply)."""
+
     task: str
     split: str
     example_id: str

@@ -1,9 +1,11 @@
 """CSV and TSV, read as text: every cell a string unless the source declares its type.
 
-Files are streamed line by line with Python's csv module, so a record's first line number and
-raw text are known (dead letters quote them), quoted newlines work at any file size, memory
-stays flat, and nothing guesses types (`0012` stays `0012`, an empty cell is ''). Each file is
-one read shard: with quoted newlines a byte range cannot be cut safely.
+Files are streamed, so memory stays flat and quoted newlines work at any file size, and nothing
+guesses types (`0012` stays `0012`, an empty cell is ''). Clean UTF-8 files go through pyarrow's
+streaming reader with every column typed as a string; anything it cannot read exactly is read
+line by line with Python's csv module, which knows each record's line number and raw text for
+the dead letter. Each file is one read shard: with quoted newlines a byte range cannot be cut
+safely.
 
 Options (`ReadOptions`): header (or not, with `columns`), delimiter, quoting (on for CSV, off
 for TSV, where '"' is an ordinary character), encoding (any ASCII-compatible codec; a line that
@@ -13,12 +15,18 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import sys
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from flanforge.beam_pipelines.sources.base import RawRow, ReadOptions, SourceShard, quote, source_error
 from flanforge.beam_pipelines.sources.files import open_text_bytes
 
+# pyarrow's read-ahead for the fast path: rows are handed on a block at a time, so memory stays flat.
+_FAST_BLOCK_BYTES = 4 << 20
 # A cell may be as large as a whole document (summarization sources), far above csv's 128 KiB default.
 _FIELD_SIZE_LIMIT = min(sys.maxsize, 1 << 30)
 
@@ -33,6 +41,7 @@ def _to_bool(text: str) -> bool:
 
 
 TYPES: dict[str, Callable[[str], Any]] = {"string": str, "int": int, "float": float, "bool": _to_bool}
+_ARROW_TYPES = {"string": pa.string(), "int": pa.int64(), "float": pa.float64()}
 
 
 def check_options(kind: str, options: ReadOptions, where: str) -> None:
@@ -114,10 +123,72 @@ class _Lines:
 
 
 def read(shard: SourceShard) -> Iterator[RawRow]:
-    """Rows of the file; positions are the line numbers (from 1) where records start."""
+    """Rows of the file; positions number the data records from 0 (dead letters say the line).
+
+    A clean UTF-8 file (the common case) is read by pyarrow's streaming CSV reader, every column
+    as a string, about 8x faster than line by line; at the first thing it cannot read exactly as
+    the line reader would (a ragged row, a decode error, a cell that does not convert, a parse
+    error) the line reader takes over from the record where it stopped, so both give the same
+    rows and problems in the same order."""
+    done = 0
+    if codecs.lookup(shard.options.encoding).name == "utf-8":
+        try:
+            for raw in _read_fast(shard):
+                yield raw
+                done += 1
+            return
+        except (ValueError, pa.ArrowException):
+            pass  # from `done` on, the exact reader says what is wrong, where
+    yield from itertools.islice(_read_exact(shard), done, None)
+
+
+def _convert(row: dict[str, Any], types: Mapping[str, Callable[[str], Any]]) -> None:
+    """Declared column types, in place; an empty cell of a typed column is null. ValueError names the column."""
+    for name, convert in types.items():
+        if name in row:
+            value = row[name]
+            try:
+                row[name] = convert(value) if value != "" else None
+            except ValueError as e:
+                raise ValueError(f"column {name!r}: {e}") from None
+
+
+def _read_fast(shard: SourceShard) -> Iterator[RawRow]:
+    options = shard.options
+    names = list(options.columns) or _header_cells(shard)
+    quoting = _dialect(shard.kind, options).get("quoting") != csv.QUOTE_NONE
+    declared = dict(options.types)
+    # ints and floats are parsed by pyarrow (stricter than int()/float(): what it refuses, the
+    # exact reader decides); booleans by _convert, whose spellings pyarrow does not share
+    arrow_types = {name: _ARROW_TYPES.get(declared.get(name, "string"), pa.string()) for name in names}
+    types = {name: TYPES[t] for name, t in declared.items() if t not in _ARROW_TYPES}
+    with open_text_bytes(shard.location) as f:
+        reader = pacsv.open_csv(
+            f,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if options.header else 0, block_size=_FAST_BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(
+                delimiter=options.delimiter or ("\t" if shard.kind == "tsv" else ","),
+                quote_char='"' if quoting else False, double_quote=True, newlines_in_values=quoting, ignore_empty_lines=True,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types=arrow_types, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=False,
+            ),
+        )
+        record = 0
+        for batch in reader:
+            for row in batch.to_pylist():
+                if types:
+                    _convert(row, types)
+                yield RawRow(record, row)
+                record += 1
+
+
+def _read_exact(shard: SourceShard) -> Iterator[RawRow]:
+    """Line by line with the csv module: every problem with its line number and text."""
     options = shard.options
     csv.field_size_limit(_FIELD_SIZE_LIMIT)
     types = {name: TYPES[t] for name, t in options.types}
+    record = 0
     with open_text_bytes(shard.location) as f:
         lines = _Lines(f, options.encoding)
         reader = csv.reader(lines, **_dialect(shard.kind, options))
@@ -129,28 +200,44 @@ def read(shard: SourceShard) -> Iterator[RawRow]:
             except StopIteration:
                 return
             except csv.Error as e:
-                yield _problem(lines, f"malformed {shard.kind.upper()}: {e}")
-                continue
-            if not cells or cells == [""] and not lines.decode_error:
-                continue  # a blank line
-            if lines.decode_error:
-                yield _problem(lines, lines.decode_error)
-                continue
-            if names is None:  # the header line (`columns`, when given, rename it)
-                names = list(options.columns) or cells
-                continue
-            if len(cells) != len(names):
-                yield _problem(lines, f"expected {len(names)} columns, got {len(cells)}")
-                continue
-            row = dict(zip(names, cells))
-            try:
-                for name, convert in types.items():
-                    if name in row:
-                        row[name] = convert(row[name]) if row[name] != "" else None
-            except ValueError as e:
-                yield _problem(lines, f"column {name!r}: {e}")
-                continue
-            yield RawRow(lines.record_line, row, "", f"line {lines.record_line}")
+                problem: str | None = f"malformed {shard.kind.upper()}: {e}"
+            else:
+                if not cells or cells == [""] and not lines.decode_error:
+                    continue  # a blank line
+                if names is None:  # the header line (`columns`, when given, rename it)
+                    names = list(options.columns) or cells
+                    continue
+                problem = lines.decode_error or None
+                if problem is None and len(cells) != len(names):
+                    problem = f"expected {len(names)} columns, got {len(cells)}"
+                if problem is None:
+                    row = dict(zip(names, cells))
+                    try:
+                        _convert(row, types)
+                    except ValueError as e:
+                        problem = str(e)
+            if problem:
+                yield RawRow(record, None, problem, f"line {lines.record_line}", quote(b"".join(lines.record_raw)))
+            else:
+                yield RawRow(record, row)
+            record += 1
+
+
+def check_headers(files: list[SourceShard]) -> None:
+    """The files of one source (a glob) must share a header line: a file whose first line differs
+    most likely has none, and reading it as headed would lose its first row."""
+    headed = [f for f in files if f.options.header]
+    if len(headed) < 2:
+        return
+    first = _header_cells(headed[0])
+    for other in headed[1:]:
+        cells = _header_cells(other)
+        if cells != first:
+            raise source_error(
+                other.task, other.split,
+                f"{other.location}: its first line {quote(' | '.join(cells))!r} is not the header of {headed[0].location} "
+                f"({quote(' | '.join(first))!r}); a file without a header line needs its own --source with header=false,columns=...",
+            )
 
 
 def _header_cells(shard: SourceShard) -> list[str]:
@@ -163,5 +250,3 @@ def _header_cells(shard: SourceShard) -> list[str]:
     return []
 
 
-def _problem(lines: _Lines, error: str) -> RawRow:
-    return RawRow(lines.record_line, None, error, f"line {lines.record_line}", quote(b"".join(lines.record_raw)))

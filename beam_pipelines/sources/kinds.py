@@ -25,12 +25,14 @@ class SourceKind:
     gzip_ok: bool = False  # a `.gz` file of this kind is read through gzip
     # The rows at chosen positions (position -> ordinal); kinds without one are read again and filtered.
     read_at: Callable[[SourceShard, Mapping[int, int]], Iterator[RawRow]] | None = None
+    # Checks that the files of one source agree (one call per path or glob, with a shard per file).
+    check_files: Callable[[list[SourceShard]], None] | None = None
 
 
 KINDS: dict[str, SourceKind] = {
     "jsonl": SourceKind(jsonl.read, jsonl.plan_file, extensions=(".jsonl", ".json"), gzip_ok=True, read_at=jsonl.read_at),
-    "csv": SourceKind(delimited.read, delimited.plan_file, extensions=(".csv",), gzip_ok=True),
-    "tsv": SourceKind(delimited.read, delimited.plan_file, extensions=(".tsv",), gzip_ok=True),
+    "csv": SourceKind(delimited.read, delimited.plan_file, extensions=(".csv",), gzip_ok=True, check_files=delimited.check_headers),
+    "tsv": SourceKind(delimited.read, delimited.plan_file, extensions=(".tsv",), gzip_ok=True, check_files=delimited.check_headers),
     "parquet": SourceKind(parquet.read, parquet.plan_file, extensions=(".parquet",)),
     "tfrecord": SourceKind(tfrecord.read, tfrecord.plan_file, extensions=(".tfrecord",)),
     "tfds": SourceKind(plan_split=tfrecord.plan_tfds),  # shards of kind tfrecord

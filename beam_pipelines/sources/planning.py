@@ -89,6 +89,7 @@ def plan_files(
         return hub.plan_disk_directory(spec, split, pattern, split)
     spec_kind = spec.source.kind if spec.source.kind in FILE_KINDS else None
     shards: list[SourceShard] = []
+    wholes: dict[str, list[SourceShard]] = {}  # kind -> one shard per file, for the kind's cross-file check
     for info, rel in expand_files(spec.name, split, pattern):
         try:
             file_kind = kind or kind_for_path(info.path, fallback=spec_kind)
@@ -99,12 +100,16 @@ def plan_files(
             task=spec.name, split=split, kind=file_kind, location=info.path, start=0, end=-1, id_field=spec.source.id_field,
             id_prefix=rel, file_bytes=info.size, options=opts,
         )
+        wholes.setdefault(file_kind, []).append(whole)
         try:
             shards += KINDS[file_kind].plan_file(whole)
         except SourceError:
             raise
         except (OSError, ValueError, EOFError) as e:  # the file exists but cannot be read (pyarrow, gzip, decoding)
             raise source_error(spec.name, split, f"cannot read {info.path}: {first_line(e)}") from None
+    for file_kind, files in sorted(wholes.items()):
+        if KINDS[file_kind].check_files:
+            KINDS[file_kind].check_files(files)
     if not shards:
         raise source_error(spec.name, split, f"source {pattern!r} has no rows")
     return shards

@@ -16,11 +16,12 @@ def _problem(shard: SourceShard, raw: RawRow) -> ReadProblem:
 def read_shard(shard: SourceShard) -> Iterator[SourceRow | ReadProblem]:
     """Rows of one shard in read order; unreadable records come out as ReadProblems (dead letters)."""
     ordinal = 0
+    task, split, key = shard.task, shard.split, shard.key
     for raw in rows_of(shard, KINDS[shard.kind].read(shard)):
         if raw.row is None:
             yield _problem(shard, raw)
             continue
-        yield SourceRow(shard.task, shard.split, example_id(shard, raw.row, raw.position, raw.element), shard.key, ordinal, raw.row, raw.position)
+        yield SourceRow(task, split, example_id(shard, raw.row, raw.position, raw.element), key, ordinal, raw.row, raw.position)
         ordinal += 1
 
 

@@ -5,8 +5,11 @@ checks the records read, not just that nothing crashed."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from realdata import REALDATA, esnli_spec
 
@@ -32,7 +35,7 @@ def test_headed_glue_tsv_keeps_quotes_and_every_cell_a_string(catalog):
     assert first["index"] == "0" and first["label"] == "not_entailment"  # strings, as in the file
     # dev line 8 holds an unbalanced '"': TSV has no quoting, so it stays text and the rows stay aligned
     assert any('"' in r.row["sentence1"] + r.row["sentence2"] for r in rows)
-    assert [r.example_id for r in rows[:2]] == ["train:dev.tsv:2", "train:dev.tsv:3"]  # line numbers
+    assert [r.example_id for r in rows[:2]] == ["train:dev.tsv:0", "train:dev.tsv:1"]  # data records from 0
 
 
 def test_header_less_tsv_needs_columns_and_then_reads_every_row(tmp_path, catalog):
@@ -48,7 +51,7 @@ def test_header_less_tsv_needs_columns_and_then_reads_every_row(tmp_path, catalo
     assert not problems and len(rows) == 9
     assert rows[0].row["question1"] == "How is the life of a math student? Could you describe your own experiences?"
     assert rows[0].row["id"] == "133273" and rows[0].row["is_duplicate"] == 0
-    assert rows[0].position == 1  # no header: the first row is line 1
+    assert rows[0].position == 0 and rows[-1].position == 8
 
 
 def test_header_false_without_columns_is_refused_before_reading(catalog):
@@ -113,7 +116,7 @@ def test_quoted_newlines_survive_at_any_size(tmp_path, catalog):
     path.write_text("idx,sentence\n" + body)
     rows, problems = read_all(plan_files(catalog.tasks["sst2"], "train", str(path)))
     assert not problems and len(rows) == 30_000
-    assert rows[-1].row["sentence"] == "line one of 29999\nline two of 29999" and rows[-1].position == 2 + 2 * 29_999
+    assert rows[-1].row["sentence"] == "line one of 29999\nline two of 29999" and rows[-1].position == 29_999
 
 
 def test_ragged_rows_are_dead_letters_with_line_and_text(tmp_path, catalog):
@@ -229,3 +232,80 @@ templates:
 samples:
   - {{goal: "Open a jar.", sol1: "Twist the lid.", sol2: "Paint the lid.", label: "0"}}
 """
+
+
+CELL = st.text(alphabet=st.sampled_from(list('ab 0"\t,\n\r;é') + ["\u00a0", "x"]), max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.lists(CELL, min_size=1, max_size=4), min_size=1, max_size=40),
+    kind=st.sampled_from(["csv", "tsv"]),
+    damage=st.one_of(st.none(), st.integers(0, 10_000)),
+    types=st.sampled_from([(), (("b", "int"),)]),
+)
+def test_fast_and_exact_csv_readers_agree_record_for_record(rows, kind, damage, types):
+    """The pyarrow path hands over to the line reader at the first thing it cannot read exactly;
+    whatever the file, the rows, problems, positions and texts are the line reader's."""
+    import csv
+    import io
+    import tempfile
+
+    from flanforge.beam_pipelines.sources import delimited
+    from flanforge.beam_pipelines.sources.base import ReadOptions, SourceShard
+
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="," if kind == "csv" else "\t", quoting=csv.QUOTE_MINIMAL if kind == "csv" else csv.QUOTE_NONE,
+                        escapechar=None if kind == "csv" else "\\", lineterminator="\n")
+    writer.writerow(["a", "b", "c"])
+    for r in rows:
+        try:
+            writer.writerow(r)
+        except csv.Error:
+            continue
+    data = out.getvalue().encode("utf-8")
+    if damage is not None:
+        at = damage % len(data)
+        data = data[:at] + b"\xff" + data[at:]  # one byte that is not UTF-8
+    path = Path(tempfile.mkdtemp()) / f"f.{kind}"
+    path.write_bytes(data)
+    shard = SourceShard(task="t", split="train", kind=kind, location=str(path), start=0, end=-1, options=ReadOptions(types=types))
+    old = delimited._FAST_BLOCK_BYTES
+    delimited._FAST_BLOCK_BYTES = 64  # many small batches: the hand-over happens mid-file
+    try:
+        assert list(delimited.read(shard)) == list(delimited._read_exact(shard))
+    finally:
+        delimited._FAST_BLOCK_BYTES = old
+
+
+def test_the_fast_reader_reads_clean_files_whole_and_hands_over_mid_file(tmp_path, monkeypatch):
+    from flanforge.beam_pipelines.sources import delimited
+    from flanforge.beam_pipelines.sources.base import ReadOptions, SourceShard
+
+    monkeypatch.setattr(delimited, "_FAST_BLOCK_BYTES", 256)
+    clean = tmp_path / "clean.csv"
+    clean.write_text("a,b\n" + "".join(f'"x, {i}",{i}\n' for i in range(200)))
+    shard = SourceShard(task="t", split="train", kind="csv", location=str(clean), start=0, end=-1, options=ReadOptions(types=(("b", "int"),)))
+    assert list(delimited._read_fast(shard)) == list(delimited._read_exact(shard))  # no exception: read whole by pyarrow
+    dirty = tmp_path / "dirty.csv"
+    dirty.write_text("a,b\n" + "".join(f'"x, {i}",{i}\n' for i in range(150)) + "ragged,1,2\n" + "".join(f"y,{i}\n" for i in range(50)))
+    shard = SourceShard(task="t", split="train", kind="csv", location=str(dirty), start=0, end=-1)
+    fast = []
+    with pytest.raises(ValueError):
+        for raw in delimited._read_fast(shard):
+            fast.append(raw)
+    assert 0 < len(fast) < 150  # pyarrow read some blocks before it met the ragged row
+    got = list(delimited.read(shard))
+    assert got == list(delimited._read_exact(shard)) and len(got) == 201
+    assert got[150].row is None and got[150].where == "line 152" and got[150].text == "ragged,1,2"
+
+
+def test_a_header_less_file_in_a_glob_of_headed_files_is_refused(tmp_path, catalog):
+    qqp = catalog.tasks["qqp"]
+    lines = (REALDATA / "glue_qqp" / "train.tsv").read_bytes().splitlines(keepends=True)
+    (tmp_path / "a.tsv").write_bytes(b"".join(lines))
+    (tmp_path / "b.tsv").write_bytes(b"".join(lines[1:]))  # the same rows, no header line
+    with pytest.raises(SourceError, match=r"b.tsv: its first line '133273 \| 213221.*is not the header of .*a.tsv"):
+        plan_files(qqp, "train", str(tmp_path / "*.tsv"))
+    (tmp_path / "b.tsv").write_bytes(b"".join(lines[:1] + lines[5:]))
+    assert len(plan_files(qqp, "train", str(tmp_path / "*.tsv"))) == 2
