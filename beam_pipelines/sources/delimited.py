@@ -17,6 +17,7 @@ import codecs
 import csv
 import itertools
 import sys
+import zlib
 from typing import Any, Callable, Iterator, Mapping
 
 import pyarrow as pa
@@ -137,8 +138,8 @@ def read(shard: SourceShard) -> Iterator[RawRow]:
                 yield raw
                 done += 1
             return
-        except (ValueError, pa.ArrowException):
-            pass  # from `done` on, the exact reader says what is wrong, where
+        except (ValueError, pa.ArrowException, EOFError, OSError, zlib.error):
+            pass  # from `done` on, the exact reader says what is wrong, where (or reads up to the damage)
     yield from itertools.islice(_read_exact(shard), done, None)
 
 

@@ -4,6 +4,7 @@ invalid UTF-8, numeric-looking text, empty cells, line-aligned files and list fi
 checks the records read, not just that nothing crashed."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -309,3 +310,17 @@ def test_a_header_less_file_in_a_glob_of_headed_files_is_refused(tmp_path, catal
         plan_files(qqp, "train", str(tmp_path / "*.tsv"))
     (tmp_path / "b.tsv").write_bytes(b"".join(lines[:1] + lines[5:]))
     assert len(plan_files(qqp, "train", str(tmp_path / "*.tsv"))) == 2
+
+
+@pytest.mark.parametrize("name", ["d.jsonl.gz", "d.csv.gz"])
+def test_a_truncated_gzip_file_is_read_up_to_the_damage_and_the_rest_reported(tmp_path, catalog, name):
+    import gzip
+
+    rows = [{"sentence": f"row {i} " + "x" * (i % 50), "label": i % 2} for i in range(3000)]
+    text = "".join(json.dumps(r) + "\n" for r in rows) if name.startswith("d.jsonl") else "sentence,label\n" + "".join(f"{r['sentence']},{r['label']}\n" for r in rows)
+    data = gzip.compress(text.encode())
+    path = tmp_path / name
+    path.write_bytes(data[: len(data) * 2 // 3])  # the tail is gone
+    got, problems = read_all(plan_files(catalog.tasks["sst2"], "train", str(path)))
+    assert 0 < len(got) < 3000 and [r.row["sentence"] for r in got] == [r["sentence"] for r in rows[: len(got)]]
+    assert len(problems) == 1 and problems[0].error.startswith("damaged file, rest not read: EOFError")
