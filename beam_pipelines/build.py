@@ -30,14 +30,14 @@ from flanforge.beam_pipelines.runners import (
     unfinished_note,
     waits_for_job,
 )
+from flanforge.beam_pipelines.lock import output_lock
 from flanforge.beam_pipelines.manifest import AccountingError, DataQualityError
+from flanforge.beam_pipelines.publish import recover
 from flanforge.beam_pipelines.sources import SourceError, plan_reads
-from flanforge.beam_pipelines.storage import delete, delete_tree, exists
+from flanforge.beam_pipelines.storage import delete_tree
 from flanforge.schemas.files import join_path
 from flanforge.schemas.manifest import COUNTERS, MANIFEST_NAME, VERSION, Manifest, read_manifest
-from flanforge.schemas.records import EVAL_ZEROSHOT, FORMATS
-
-OUTPUT_DIRS = (*FORMATS, "dead_letters")
+from flanforge.schemas.records import EVAL_ZEROSHOT
 
 USAGE = """\
 flanforge build --output DIR [flanforge flags] [Beam pipeline options]
@@ -88,19 +88,18 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     return BuildPlan(tasks, shards, tuple(sorted(excluded)), fingerprints, layout, quotas)
 
 
-def prepare_output(config: BuildConfig, plan: BuildPlan) -> CachePlan:
-    """Unpublish the previous build and decide which tasks' cached renders this one reuses."""
-    clear_output(config.output)
-    return plan_cache(config.output, plan.fingerprints, incremental=config.incremental)
-
-
-def clear_output(output: str) -> None:
-    """Unpublish the previous build (manifest first), then remove its files (the render cache stays)."""
-    manifest = join_path(output, MANIFEST_NAME)
-    if exists(manifest):
-        delete([manifest])
-    for d in (*OUTPUT_DIRS, SPILL_DIR):
-        delete_tree(join_path(output, d))
+def prepare_output(config: BuildConfig, plan: BuildPlan, err: TextIO) -> CachePlan:
+    """Finish or clear what an earlier build left (an interrupted publish, staging, scratch), and
+    decide which tasks' cached renders this one reuses. The published corpus is not touched:
+    the build writes to staging and swaps at the end (publish.py)."""
+    note = recover(config.output)
+    if note:
+        print(f"note: {note}", file=err)
+    delete_tree(join_path(config.output, SPILL_DIR))
+    cache = plan_cache(config.output, plan.fingerprints, incremental=config.incremental)
+    for warning in cache.damaged:
+        print(f"warning: {warning}", file=err)
+    return cache
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,8 @@ class BuildRun:
 
 
 def run_build(config: BuildConfig, options: PipelineOptions, err: TextIO | None = None) -> BuildRun:
-    """Plan, unpublish the previous output, run the pipeline and wait for it, then read the manifest back.
+    """Plan, lock the output, run the pipeline (it builds into staging and publishes as its last
+    step) and wait for it, then read the manifest back.
 
     A dry run (`--dry_run=True`, e.g. to check the Dataflow job offline) only translates the job, so it
     leaves the output and its render cache alone (reading them could need the network) and has no
@@ -122,7 +122,12 @@ def run_build(config: BuildConfig, options: PipelineOptions, err: TextIO | None 
     err = err or sys.stderr
     plan = plan_build(config)
     translate_only = is_translate_only(options)
-    cache = CachePlan(dict(plan.fingerprints), write=config.incremental) if translate_only else prepare_output(config, plan)
+    with contextlib.nullcontext() if translate_only else output_lock(config.output, err=err):
+        return _run_planned(config, options, plan, translate_only, err)
+
+
+def _run_planned(config: BuildConfig, options: PipelineOptions, plan: BuildPlan, translate_only: bool, err: TextIO) -> BuildRun:
+    cache = CachePlan(dict(plan.fingerprints), write=config.incremental) if translate_only else prepare_output(config, plan, err)
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, config, plan, cache)
     show_progress = runner_kind(options) == DIRECT and progress_wanted(options.view_as(ProgressOptions).no_progress, err)
@@ -211,7 +216,7 @@ def run_build_cli(argv: list[str], out: TextIO = sys.stdout, err: TextIO | None 
         config = options.view_as(BuildOptions).to_config()
         check_launch(options, config)
         run = run_build(config, options, err)
-    except (ValueError, SpecError, SourceError) as e:
+    except (ValueError, SpecError, SourceError) as e:  # OutputLocked and StorageError are ValueErrors too
         print(f"flanforge build: {e}", file=err)
         return 2
     except (DataQualityError, AccountingError) as e:  # raised inside the pipeline's last step

@@ -73,6 +73,7 @@ class CachePlan:
     fingerprints: Mapping[str, str]
     reused: tuple[CacheEntry, ...] = ()
     write: bool = True  # keep this build's renders for the next one
+    damaged: tuple[str, ...] = ()  # why entries were discarded instead of reused (for a warning)
 
     @property
     def reused_tasks(self) -> frozenset[str]:
@@ -93,8 +94,13 @@ def plan_cache(output: str, fingerprints: Mapping[str, str], *, incremental: boo
     """Find the reusable entries and clear the rest of these tasks' entries (stale or unfinished).
 
     Not incremental: reuse nothing, keep nothing, and leave no entry of these tasks behind."""
-    found = [load_entry(output, task, fp) for task, fp in sorted(fingerprints.items())] if incremental else []
-    plan = CachePlan(dict(fingerprints), tuple(e for e in found if e is not None), write=incremental)
+    found, damaged = [], []
+    for task, fp in sorted(fingerprints.items()) if incremental else []:
+        try:
+            found.append(load_entry(output, task, fp))
+        except DamagedEntry as e:
+            damaged.append(f"render cache of {task} discarded and re-rendered: {e}")
+    plan = CachePlan(dict(fingerprints), tuple(e for e in found if e is not None), write=incremental, damaged=tuple(damaged))
     discard_entries(output, {t: fingerprints[t] for t in plan.reused_tasks}, keep_current=True)
     discard_entries(output, plan.to_render, keep_current=False)
     return plan
@@ -143,16 +149,41 @@ def task_fingerprint(
     return xxhash.xxh3_128_hexdigest(payload.encode("utf-8"))
 
 
+class DamagedEntry(ValueError):
+    """A cache entry whose index or files do not match their checksums (edited, truncated, missing)."""
+
+
+def _checksum(body: Mapping[str, Any]) -> str:
+    return xxhash.xxh3_128_hexdigest(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+
+
 def load_entry(output: str, task: str, fingerprint: str) -> CacheEntry | None:
-    """The committed entry for this fingerprint, or None (never built, or its build did not finish)."""
+    """The committed entry for this fingerprint, or None (never built, or its build did not finish).
+
+    DamagedEntry when the index, or a spill or summary file it lists, does not match the checksum
+    recorded when it was written: the entry cannot be trusted, so it is re-rendered."""
     index = join_path(output, f"{entry_dir(task, fingerprint)}/{INDEX_NAME}")
     try:
         data = json.loads(read_bytes(index))
     except FileNotFoundError:
         return None
+    except ValueError as e:
+        raise DamagedEntry(f"{index} is not valid JSON ({e})") from None
+    body = {k: v for k, v in data.items() if k != "checksum"} if isinstance(data, dict) else {}
+    if not body or data.get("checksum") != _checksum(body):
+        raise DamagedEntry(f"{index} does not match its checksum (edited, or written by an older flanforge)")
+    for files in body["shards"]:
+        for key in ("spill", "summary"):
+            path = join_path(output, files[key])
+            try:
+                digest = xxhash.xxh3_128_hexdigest(read_bytes(path))
+            except FileNotFoundError:
+                raise DamagedEntry(f"{path} is missing") from None
+            if digest != files[f"{key}_xxh3"]:
+                raise DamagedEntry(f"{path} does not match its checksum")
     return CacheEntry(
-        task=task, fingerprint=fingerprint, shards=tuple(data["shards"]),
-        dead_letters=tuple(data["dead_letters"]), counts=data["counts"],
+        task=task, fingerprint=fingerprint, shards=tuple(body["shards"]),
+        dead_letters=tuple(body["dead_letters"]), counts=body["counts"],
     )
 
 
@@ -178,16 +209,12 @@ def discard_entries(output: str, fingerprints: Mapping[str, str], *, keep_curren
 
 
 def index_bytes(shard_files: Iterable[Mapping[str, Any]], dead_letters: Iterable[Mapping[str, Any]], counts: Mapping[str, int]) -> bytes:
-    return json.dumps(
-        {
-            "shards": sorted((dict(f) for f in shard_files), key=lambda f: f["spill"]),
-            "dead_letters": sorted((dict(d) for d in dead_letters), key=lambda d: json.dumps(d, sort_keys=True)),
-            "counts": {c: counts.get(c, 0) for c in RENDER_COUNTERS},
-        },
-        indent=1,
-        sort_keys=True,
-        ensure_ascii=False,
-    ).encode("utf-8")
+    body = {
+        "shards": sorted((dict(f) for f in shard_files), key=lambda f: f["spill"]),
+        "dead_letters": sorted((dict(d) for d in dead_letters), key=lambda d: json.dumps(d, sort_keys=True)),
+        "counts": {c: counts.get(c, 0) for c in RENDER_COUNTERS},
+    }
+    return json.dumps({**body, "checksum": _checksum(body)}, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
 
 class WriteRenderCache(beam.PTransform):

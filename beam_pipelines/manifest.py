@@ -125,10 +125,13 @@ class WriteManifest(beam.PTransform):
         excluded_clusters: tuple[str, ...],
         fingerprints: Mapping[str, str] | None = None,
         reused: frozenset[str] = frozenset(),
+        root: str | None = None,
     ):
-        """`fingerprints` and `reused` (tasks replayed from the render cache) are recorded per task."""
+        """`fingerprints` and `reused` (tasks replayed from the render cache) are recorded per task;
+        the manifest is written under `root` (the build's staging folder; default: the output)."""
         super().__init__()
         self._config = config
+        self._root = root or config.output
         self._tasks = tasks
         self._excluded = excluded_clusters
         self._fingerprints = dict(fingerprints or {})
@@ -136,7 +139,7 @@ class WriteManifest(beam.PTransform):
 
     def expand(self, inputs: tuple[beam.PCollection, beam.PCollection, beam.PCollection]) -> beam.PCollection:
         shards, counts, dead = inputs
-        config, tasks, excluded = self._config, self._tasks, self._excluded
+        config, tasks, excluded, root = self._config, self._tasks, self._excluded, self._root
         fingerprints, reused = self._fingerprints, self._reused
 
         def write(_: Any, shard_list: list, count_list: list, dead_list: list) -> Iterator[str]:
@@ -146,8 +149,8 @@ class WriteManifest(beam.PTransform):
                 raise AccountingError("rows unaccounted for; not publishing:\n" + "\n".join(errors))
             problems = quality_problems(manifest.tasks, config.max_error_rate)
             if problems:
-                raise DataQualityError(quality_report(config.output, problems, dead_list, config.max_error_rate))
-            path = join_path(config.output, MANIFEST_NAME)
+                raise DataQualityError(quality_report(root, problems, dead_list, config.max_error_rate))
+            path = join_path(root, MANIFEST_NAME)
             write_bytes(path, encode_manifest(manifest))
             yield path
 

@@ -78,6 +78,11 @@ class BuildOptions(PipelineOptions):
         )
         group.add_argument("--demo", action="store_true", help="build from the sample rows bundled in each spec (offline)")
         group.add_argument(
+            "--force", action="store_true",
+            help="build into an --output that does not look like a flanforge output (a non-empty directory, "
+            "a foreign manifest.json); a build still only deletes files its previous manifest listed",
+        )
+        group.add_argument(
             "--source", action="append", metavar="TASK[:SPLIT]=PATH_OR_GLOB[#OPTIONS]",
             help="read a task's split (default train) from files instead of its default source: .jsonl/.json, "
             ".csv, .tsv, .parquet, .tfrecord (also .gz for text) or a save_to_disk directory; repeatable. "

@@ -25,6 +25,7 @@ from flanforge.beam_pipelines.dedup import CROSS, DedupDecisions
 from flanforge.beam_pipelines.incremental import SPILL_DIR, CachePlan, ReadRenderCache, WriteRenderCache
 from flanforge.beam_pipelines.layout import ShardLayout
 from flanforge.beam_pipelines.manifest import WriteManifest
+from flanforge.beam_pipelines.publish import Publish, staging_root
 from flanforge.beam_pipelines.shards import WriteShards
 from flanforge.beam_pipelines.sources import SourceShard
 from flanforge.beam_pipelines.transforms import SHARD_FILES, SUMMARIES, ExemplarPools, RenderJob, RenderShards
@@ -113,10 +114,13 @@ def build_pipeline(p: beam.Pipeline, config: BuildConfig, plan: BuildPlan, cache
     if cap is not None:
         thresholds = decisions["thresholds"]
     refs = tuple(streams.refs) | "AllRefs" >> beam.Flatten()
-    written = (refs, decisions[CROSS], thresholds) | "WriteShards" >> WriteShards(output, config.formats, plan.layout)
+    # The corpus is written to staging; Publish swaps it in for the published one at the very end.
+    staging = staging_root(output)
+    written = (refs, decisions[CROSS], thresholds) | "WriteShards" >> WriteShards(staging, config.formats, plan.layout)
 
-    dead = tuple(streams.dead) | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteDeadLetters(output)
+    dead = tuple(streams.dead) | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteDeadLetters(staging)
     counts = (*streams.counts, written[COUNTS]) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
-    return (written["shards"], counts, dead) | "WriteManifest" >> WriteManifest(
-        config, plan.tasks, plan.excluded_clusters, cache.fingerprints, cache.reused_tasks
+    staged = (written["shards"], counts, dead) | "WriteManifest" >> WriteManifest(
+        config, plan.tasks, plan.excluded_clusters, cache.fingerprints, cache.reused_tasks, root=staging
     )
+    return staged | "Publish" >> Publish(output)

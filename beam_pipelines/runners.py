@@ -30,6 +30,8 @@ from apache_beam.options.pipeline_options_validator import PipelineOptionsValida
 from apache_beam.runners.runner import PipelineResult
 
 from flanforge.beam_pipelines.config import BuildConfig
+from flanforge.beam_pipelines.options import BuildOptions
+from flanforge.beam_pipelines.publish import output_problem
 from flanforge.beam_pipelines.storage import check_output_location, gcs_bucket
 from flanforge.schemas.files import is_remote, join_path
 from flanforge.schemas.manifest import MANIFEST_NAME
@@ -105,6 +107,7 @@ def check_launch(options: PipelineOptions, config: BuildConfig) -> None:
     problem = dataflow_problem(options, config) if runner_kind(options) == DATAFLOW else None
     if problem:
         raise ValueError(problem)
+
     if not is_translate_only(options):
         from google.auth.exceptions import DefaultCredentialsError
 
@@ -115,6 +118,9 @@ def check_launch(options: PipelineOptions, config: BuildConfig) -> None:
                 f"--output {config.output}: no Google Cloud credentials found; run `gcloud auth application-default login` "
                 "(or set STORAGE_EMULATOR_HOST to use a local emulator)"
             ) from None
+        problem = None if options.view_as(BuildOptions).force else output_problem(config.output)
+        if problem:
+            raise ValueError(problem)
 
 
 def dataflow_job_url(job_id: str, project: str, region: str) -> str:

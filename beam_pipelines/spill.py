@@ -26,6 +26,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
+import xxhash
 
 from flanforge.beam_pipelines.layout import Destination, ShardLayout
 from flanforge.beam_pipelines.storage import open_write
@@ -82,6 +83,15 @@ class HashSummary:
         )
 
 
+def file_digest(path: str) -> str:
+    """xxh3-128 of a local file, read in large blocks (GB/s: a checksum for cache entries, not a defence)."""
+    digest = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while block := f.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def hash_halves(hex_hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """128-bit hex digests -> (high, low) uint64 arrays; high is what `bucket_of` reads."""
     if not hex_hashes:
@@ -113,6 +123,7 @@ class SpillWriter:
         self._local: str | None = None  # where the IPC file is written (a temp file for remote paths)
         self._sink: Any = None
         self._writer: Any = None
+        self.digest = ""  # after close: xxh3-128 of the file written ("" when there was nothing to write)
 
     def add(self, record: Record, sample_key: int | None = None) -> None:
         """Buffer one record (it is kept, not copied); `sample_key` marks it as a capped candidate."""
@@ -159,6 +170,7 @@ class SpillWriter:
         if self._writer is not None:
             self._writer.close()
             self._sink.close()
+            self.digest = file_digest(self._local)  # while the file is local (and in the page cache)
             if self._local != self._path:
                 with open(self._local, "rb") as src, open_write(self._path) as dst:
                     shutil.copyfileobj(src, dst, 8 << 20)

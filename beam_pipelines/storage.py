@@ -77,6 +77,16 @@ def delete_tree(path: str) -> None:
 
 
 
+def move(source: str, destination: str) -> None:
+    """Move one file (a rename on local disk; copy then delete on Cloud Storage, which has no rename)."""
+    use_emulator_credentials()
+    if not is_remote(destination):
+        os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
+        os.replace(source, destination)
+        return
+    FileSystems.rename([source], [destination])
+
+
 def open_write(path: str) -> BinaryIO:
     """A binary writer (local dirs are created; a GCS object appears whole when the writer closes)."""
     use_emulator_credentials()

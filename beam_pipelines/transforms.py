@@ -82,11 +82,14 @@ class _RenderShardFn(CountingDoFn):
         yield from refs
         yield beam.pvalue.TaggedOutput(SUMMARIES, summary)
         if self._keep_summaries:
-            write_bytes(join_path(self._output, rel + ".summary.npz"), summary.to_bytes())
+            summary_bytes = summary.to_bytes()
+            write_bytes(join_path(self._output, rel + ".summary.npz"), summary_bytes)
             yield beam.pvalue.TaggedOutput(
                 SHARD_FILES,
                 {"task": shard.task, "spill": rel + ".arrow", "summary": rel + ".summary.npz",
-                 "refs": [[list(dest), list(ref.batches), ref.rows] for dest, ref in refs]},
+                 "refs": [[list(dest), list(ref.batches), ref.rows] for dest, ref in refs],
+                 # checked when the entry is reused: a damaged or edited cache is re-rendered, never published
+                 "spill_xxh3": sink.digest, "summary_xxh3": xxhash.xxh3_128_hexdigest(summary_bytes)},
             )
 
 

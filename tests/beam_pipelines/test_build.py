@@ -110,13 +110,13 @@ def test_every_row_is_accounted_for_with_bad_rows_and_templates(tmp_path, templa
     assert m.dead_letters[0].rows == 41
 
 
-def test_rerun_replaces_a_partial_output(tmp_path, templates_dir):
+def test_rerun_clears_what_a_crashed_build_left_in_staging(tmp_path, templates_dir):
     out = tmp_path / "out"
-    stale = out / "parquet" / "split=train" / "cluster=nli" / "part-00007-of-00009.parquet"
+    stale = out / ".flanforge_staging" / "parquet" / "split=train" / "cluster=nli" / "part-00007-of-00009.parquet"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"left by a crashed build")
     assert build("--demo", "--output", str(out), "--templates", str(templates_dir), "--tasks", "rte")[0] == 0
-    assert not stale.exists()
+    assert not (out / ".flanforge_staging").exists()
     listed = {s.path for s in read_manifest(str(out)).shards}
     on_disk = {str(p.relative_to(out)) for p in out.rglob("part-*")}
     assert listed == on_disk

@@ -126,3 +126,37 @@ def test_render_settings_and_caps_are_part_of_the_fingerprint_formats_are_not(tm
     reused = read_manifest(str(out))
     assert all(t.from_cache for t in reused.tasks.values())
     assert {n: t.counts for n, t in reused.tasks.items()} == {n: t.counts for n, t in m.tasks.items()}
+
+
+@pytest.mark.parametrize("damage", ["edit_spill", "truncate_spill", "delete_summary", "edit_index_counts", "inject_row"])
+def test_a_damaged_cache_entry_is_discarded_with_a_warning_and_re_rendered(tmp_path, templates_dir, twin_tasks, damage):
+    import pyarrow as pa
+
+    _, flags = twin_tasks
+    clean, out = tmp_path / "clean", tmp_path / "out"
+    build("--output", str(clean), *flags, "--no-incremental")
+    build("--output", str(out), *flags)
+    entry = out / CACHE_DIR / "rte" / read_manifest(str(out)).tasks["rte"].fingerprint
+    spill = sorted(entry.glob("*.arrow"))[0]
+    if damage == "edit_spill":
+        data = bytearray(spill.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        spill.write_bytes(bytes(data))
+    elif damage == "truncate_spill":
+        spill.write_bytes(spill.read_bytes()[:100])
+    elif damage == "delete_summary":
+        sorted(entry.glob("*.summary.npz"))[0].unlink()
+    elif damage == "edit_index_counts":
+        index = json.loads((entry / INDEX_NAME).read_text())
+        index["counts"]["read"] += 1
+        (entry / INDEX_NAME).write_text(json.dumps(index))
+    else:  # a well-formed spill file with one extra, injected record
+        table = pa.ipc.open_file(pa.OSFile(str(spill))).read_all()
+        with pa.OSFile(str(spill), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(pa.concat_tables([table, table.slice(0, 1)]))
+    err = io.StringIO()
+    assert run_build_cli(["--output", str(out), *flags], io.StringIO(), err) == 0
+    assert "warning: render cache of rte discarded and re-rendered" in err.getvalue()
+    m = read_manifest(str(out))
+    assert not m.tasks["rte"].from_cache and m.tasks["rte_twin"].from_cache
+    assert published(out) == published(clean)

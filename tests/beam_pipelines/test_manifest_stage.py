@@ -7,6 +7,7 @@ from pathlib import Path
 import apache_beam as beam
 import numpy as np
 import pytest
+import xxhash
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -63,8 +64,10 @@ def test_render_cache_round_trip_replays_refs_summaries_counts_and_dead_letters(
     summary = HashSummary("rte", "train", *hash_halves(["0" * 32, "f" * 32]), candidate_index=np.zeros(0, dtype=np.int64))
     (tmp_path / rel).parent.mkdir(parents=True)
     (tmp_path / f"{rel}.summary.npz").write_bytes(summary.to_bytes())
+    (tmp_path / f"{rel}.arrow").write_bytes(b"spilled records")
     dest = ["train", "nli", 0, 1]
-    files = {"task": "rte", "spill": f"{rel}.arrow", "summary": f"{rel}.summary.npz", "refs": [[dest, [0, 2], 5]]}
+    files = {"task": "rte", "spill": f"{rel}.arrow", "summary": f"{rel}.summary.npz", "refs": [[dest, [0, 2], 5]],
+             "spill_xxh3": xxhash.xxh3_128_hexdigest(b"spilled records"), "summary_xxh3": xxhash.xxh3_128_hexdigest(summary.to_bytes())}
     letter = {"stage": "read", "task": "rte", "split": "train", "where": "x at 3", "error": "bad", "template_applications": 0}
     with TestPipeline() as p:
         written = (

@@ -34,15 +34,3 @@ def test_missing_bucket_is_one_clear_line(gcs_emulator):
         check_output_location("gs://no-such-bucket/out")
     check_output_location(f"gs://{gcs_emulator.new_bucket()}/out")  # exists: no error
     check_output_location("/tmp/local/out")  # local: nothing to check
-
-
-def test_clearing_a_gcs_output_removes_old_shards_but_keeps_the_cache(gcs_emulator):
-    """GCS has no directories (a prefix never 'exists'); stale shards must still go before a rebuild."""
-    from flanforge.beam_pipelines.build import clear_output
-
-    root = f"gs://{gcs_emulator.new_bucket()}/out"
-    for rel in ("manifest.json", "parquet/split=train/cluster=nli/part-00003-of-00009.parquet", "dead_letters/rte.jsonl", ".flanforge_cache/rte/f/index.json"):
-        write_bytes(f"{root}/{rel}", b"old")
-    clear_output(root)
-    clear_output(f"gs://{gcs_emulator.new_bucket()}/never-built")  # nothing there: no error
-    assert [f.path for f in match_files(f"{root}/**")] == [f"{root}/.flanforge_cache/rte/f/index.json"]
