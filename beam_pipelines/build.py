@@ -34,7 +34,7 @@ from flanforge.beam_pipelines.lock import output_lock
 from flanforge.beam_pipelines.manifest import AccountingError, DataQualityError
 from flanforge.beam_pipelines.publish import recover
 from flanforge.beam_pipelines.sources import SourceError, plan_reads
-from flanforge.beam_pipelines.storage import delete_tree
+from flanforge.beam_pipelines.storage import UNREACHABLE, delete_tree, unreachable
 from flanforge.schemas.files import join_path
 from flanforge.schemas.manifest import COUNTERS, MANIFEST_NAME, VERSION, Manifest, read_manifest
 from flanforge.schemas.records import EVAL_ZEROSHOT
@@ -221,6 +221,9 @@ def run_build_cli(argv: list[str], out: TextIO = sys.stdout, err: TextIO | None 
         return 2
     except (DataQualityError, AccountingError) as e:  # raised inside the pipeline's last step
         print(f"flanforge build: {_without_beam_suffix(str(e))}", file=err)
+        return 1
+    except UNREACHABLE as e:  # an outage during the build: nothing was published, the previous corpus stands
+        print(f"flanforge build: {unreachable(e)}; the previous corpus is unchanged", file=err)
         return 1
     if run.manifest is None:
         print(unfinished_note(options, config.output), file=out)

@@ -40,8 +40,11 @@ Pools = Mapping[str, list[tuple[str, dict[str, Any]]]]  # task -> few-shot exemp
 
 
 def row_text(row: Mapping[str, Any]) -> str:
-    """A failed row as a dead letter quotes it: JSON, truncated."""
-    return quote(json.dumps(row, ensure_ascii=False, default=repr))
+    """A failed row as a dead letter quotes it: JSON, truncated (a row nested too deeply to encode is said to be)."""
+    try:
+        return quote(json.dumps(row, ensure_ascii=False, default=repr))
+    except (RecursionError, ValueError):
+        return "<the row is nested too deeply to quote>"
 
 
 def dead_letter(stage: str, task: str, split: str, where: str, error: str, templates: int = 0, text: str = "") -> dict[str, Any]:

@@ -112,6 +112,24 @@ def write_chunks(path: str, chunks: Iterable[bytes]) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def _unreachable_errors() -> tuple[type[BaseException], ...]:
+    """What the storage clients raise when the service cannot be reached (not: refused us)."""
+    import requests
+    from google.api_core import exceptions
+    from google.auth.exceptions import TransportError
+
+    return requests.exceptions.ConnectionError, requests.exceptions.Timeout, TransportError, exceptions.ServiceUnavailable, exceptions.RetryError
+
+
+UNREACHABLE = _unreachable_errors()
+
+
+def unreachable(e: BaseException) -> str:
+    """One line for a storage outage, with what to do."""
+    where = os.environ.get(EMULATOR_ENV) or "storage.googleapis.com"
+    return f"cannot reach Cloud Storage at {where} ({type(e).__name__}); check the network (or {EMULATOR_ENV}) and retry"
+
+
 def check_output_location(path: str) -> None:
     """Fail up front, in one line, when a gs:// output's bucket is missing or not ours to write."""
     bucket = gcs_bucket(path)
@@ -122,7 +140,9 @@ def check_output_location(path: str) -> None:
 
     client = storage.Client.create_anonymous_client() if os.environ.get(EMULATOR_ENV) else storage.Client()
     try:
-        found = client.lookup_bucket(bucket)
+        found = client.lookup_bucket(bucket, retry=None, timeout=30)
+    except UNREACHABLE as e:
+        raise StorageError(f"--output {path}: {unreachable(e)}") from None
     except exceptions.Forbidden:
         raise StorageError(
             f"--output {path}: no permission to use bucket {bucket}; grant your account (or the Dataflow "
