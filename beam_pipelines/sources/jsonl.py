@@ -37,7 +37,20 @@ def parse_json_line(line: bytes) -> Any:
             return orjson.loads(line)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(line)
+    value = json.loads(line)
+    if b"\\u" in line.lower() and _has_lone_surrogate(value):
+        raise ValueError("a string holds a lone surrogate (an escape such as \\ud800 without its pair): not valid Unicode text")
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether json.loads produced a string that cannot be UTF-8 (only possible from \\uD800-\\uDFFF
+    escapes without their pair; orjson refuses those, so only the fallback path checks)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def plan_file(whole: SourceShard) -> list[SourceShard]:

@@ -265,7 +265,10 @@ def test_json_lines_parse_exactly_as_the_standard_library_does(value):
 
 
 def test_json_lines_the_fast_parser_would_change_go_to_the_standard_one():
-    for line in (b'{"n": 123456789012345678901234567890}', b'{"x": 1e400}', b'{"x": NaN}', b'{"s": "\\ud800"}'):
+    for line in (b'{"n": 123456789012345678901234567890}', b'{"x": 1e400}', b'{"x": NaN}', b'{"s": "\\ud83d\\ude00"}'):
         assert sources.parse_json_line(line) == json.loads(line) or "NaN" in line.decode()
     with pytest.raises(ValueError, match="Expecting"):
         sources.parse_json_line(b"{not json")
+    # a lone surrogate is not Unicode text: it would fail every later step, so the row is refused here
+    with pytest.raises(ValueError, match="lone surrogate"):
+        sources.parse_json_line(b'{"s": "bad \\ud800 here"}')
