@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -18,11 +19,12 @@ import jsonschema
 import yaml
 
 from flanforge.schemas import TASK_SPEC_SCHEMA_PATH
-from flanforge.schemas.files import StorageError, is_remote, match_files, read_bytes
+from flanforge.schemas.files import StorageError, first_line, is_remote, match_files, open_input
 from flanforge.templates import TEMPLATES_DIR
 
 CLUSTERS_FILE = "clusters.yaml"
 RECIPES_DIR = "recipes"
+_NAME = re.compile(r"[a-z][a-z0-9_]*")  # a task or cluster name (the schema's pattern), used with fullmatch
 
 
 class SpecError(ValueError):
@@ -31,6 +33,33 @@ class SpecError(ValueError):
     def __init__(self, problems: Iterable[str]):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+# Bounds on what a spec file may be, checked before anything is built from it, so that a hostile
+# or broken file fails with a SpecError in bounded time and memory (and a build's fingerprint of
+# an accepted spec, which copies and serialises all of it, stays bounded too). Building Python
+# objects costs per value, not per byte (a 1 MiB flow list of 500,000 ints takes ~4 s to load),
+# hence the count. The bundled specs are at most ~12 KB, 6 levels deep and 481 values.
+MAX_SPEC_BYTES = 1 << 20  # a spec, clusters.yaml or recipe file
+MAX_SPEC_DEPTH = 64  # nested mappings/lists, the document's own mapping being level 1
+MAX_SPEC_VALUES = 50_000  # scalars, mappings and lists (keys included) in one document
+MAX_MESSAGE_CHARS = 200  # an error's message part; a location part gets at most MAX_LOCATION_CHARS
+MAX_LOCATION_CHARS = 120
+
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def _one_line(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text` on one line (line breaks escaped) and at most `limit` characters, keeping its start
+    and end (a schema error puts the offending value first and what was wrong with it last)."""
+    text = str(text)
+    if len(text) > 4 * limit:  # clip before escaping: the text may be a whole file
+        text = text[: 2 * limit] + text[-2 * limit :]
+    text = text.translate(_LINE_BREAKS)
+    if len(text) <= limit:
+        return text
+    head = (limit * 2) // 3
+    return text[:head] + "…" + text[len(text) - (limit - head - 1) :]
 
 
 @dataclass(frozen=True)
@@ -168,31 +197,90 @@ def _schema_validator() -> jsonschema.Draft202012Validator:
 
 def _describe_location(spec: Mapping[str, Any], path: Iterable[Any]) -> str:
     """Turn a JSON path like templates/3/inputs into 'template rte_04 field inputs'."""
-    parts = list(path)
-    if len(parts) >= 2 and parts[0] == "templates" and isinstance(parts[1], int):
-        templates = spec.get("templates") or []
-        tid = templates[parts[1]].get("id") if parts[1] < len(templates) and isinstance(templates[parts[1]], dict) else None
-        label = f"template {tid}" if tid else f"template #{parts[1] + 1}"
-        rest = "/".join(str(p) for p in parts[2:])
-        return f"{label} field {rest}" if rest else label
-    return "field " + "/".join(str(p) for p in parts) if parts else "top level"
+    raw = list(path)
+    parts = [_one_line(p, 40) for p in raw]
+    if len(raw) >= 2 and raw[0] == "templates" and isinstance(raw[1], int):
+        index = raw[1]
+        templates = spec.get("templates")
+        template = templates[index] if isinstance(templates, list) and index < len(templates) else None
+        tid = template.get("id") if isinstance(template, dict) else None
+        label = f"template {_one_line(tid, 40)}" if isinstance(tid, str) and tid else f"template #{index + 1}"
+        rest = "/".join(parts[2:])
+        text = f"{label} field {rest}" if rest else label
+    else:
+        text = "field " + "/".join(parts) if parts else "top level"
+    return _one_line(text, MAX_LOCATION_CHARS)
+
+
+def _shape_problem(data: Any) -> str | None:
+    """Why `data` is too deep, too big or not JSON-shaped to be a spec, or None; in bounded time
+    (it stops at the first problem, so shared or cyclic Python objects cannot make it run long)."""
+    # (value, its depth, (its key, the parent's entry)): a path is spelled out only for a problem.
+    stack: list[tuple[Any, int, Any]] = [(data, 1, None)]
+    count = 1
+
+    def location(link: Any) -> str:
+        keys = []
+        while link is not None:
+            key, link = link
+            keys.append(key)
+        return _describe_location(data, reversed(keys))
+
+    while stack:
+        value, depth, link = stack.pop()
+        if isinstance(value, dict):
+            children: Iterable[tuple[Any, Any]] = value.items()
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            children = enumerate(value)
+        else:
+            continue
+        if depth > MAX_SPEC_DEPTH:
+            return f"{location(link)}: nested deeper than {MAX_SPEC_DEPTH} levels"
+        for key, child in children:
+            if isinstance(value, dict) and not isinstance(key, str):
+                return (
+                    f"{location(link)}: key {_one_line(repr(key), 40)} ({type(key).__name__}) is not a string "
+                    "(quote it: YAML reads yes/no/on/off as booleans, 1 as a number)"
+                )
+            count += 1
+            if count > MAX_SPEC_VALUES:
+                return f"top level: more than {MAX_SPEC_VALUES:,} values: a spec is not data (keep rows in the source)"
+            stack.append((child, depth + 1, (key, link)))
+    return None
 
 
 def parse_task_spec(data: Any, path: str, validator: jsonschema.Draft202012Validator | None = None) -> TaskSpec:
-    """Validate one spec's parsed YAML and build its dataclass; raise SpecError naming every problem."""
+    """Validate one spec's parsed YAML and build its dataclass; raise SpecError naming every problem.
+
+    Only SpecError is raised, one line per problem, each naming `path` and the field."""
     validator = validator or _schema_validator()
     if not isinstance(data, dict):
         raise SpecError([f"{path}: top level: a task spec must be a mapping, got {type(data).__name__}"])
-    problems = [
-        f"{path}: {_describe_location(data, err.absolute_path)}: {err.message}"
-        for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    ]
+    shape = _shape_problem(data)
+    if shape:
+        raise SpecError([f"{path}: {shape}"])
+    try:
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+        problems = [f"{path}: {_describe_location(data, err.absolute_path)}: {_one_line(err.message)}" for err in errors]
+    except (RecursionError, MemoryError) as e:
+        raise SpecError([f"{path}: top level: too large or too deeply nested to validate ({type(e).__name__})"]) from None
     if problems:
         raise SpecError(problems)
+    try:
+        return _build_task_spec(data, path)
+    except SpecError:
+        raise
+    except Exception as e:  # the schema should rule these out; never let one escape as a traceback
+        raise SpecError([f"{path}: top level: cannot be read: {type(e).__name__}: {_one_line(e)}"]) from None
+
+
+def _build_task_spec(data: dict[str, Any], path: str) -> TaskSpec:
+    """The dataclass of a schema-valid spec, after the rules the schema cannot state."""
+    problems: list[str] = []
     seen: set[str] = set()
     for t in data["templates"]:
         if t["id"] in seen:
-            problems.append(f"{path}: template {t['id']}: duplicate template id")
+            problems.append(f"{path}: template {_one_line(t['id'], 40)}: duplicate template id")
         seen.add(t["id"])
     if problems:
         raise SpecError(problems)
@@ -201,7 +289,7 @@ def parse_task_spec(data: Any, path: str, validator: jsonschema.Draft202012Valid
     try:
         read = read_options({k: src[k] for k in READ_OPTION_KEYS if k in src})
     except SpecError as e:
-        raise SpecError([f"{path}: field source: {p}" for p in e.problems]) from None
+        raise SpecError([f"{path}: field source: {_one_line(p)}" for p in e.problems]) from None
     return TaskSpec(
         name=data["name"],
         cluster=data["cluster"],
@@ -272,9 +360,22 @@ def _is_dir(root: str) -> bool:
 
 
 def _read_text(path: str) -> str:
-    if not is_remote(path):
-        return Path(path).read_text(encoding="utf-8")
-    return read_bytes(path).decode("utf-8")
+    """A spec file's text (local or remote), refused unread past MAX_SPEC_BYTES."""
+    try:
+        if is_remote(path):
+            with open_input(path) as f:
+                data = f.read(MAX_SPEC_BYTES + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(MAX_SPEC_BYTES + 1)
+    except OSError as e:
+        raise SpecError([f"{path}: cannot be read: {_one_line(first_line(e))}"]) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError([f"{path}: larger than {MAX_SPEC_BYTES:,} bytes: a spec file is not data (keep rows in the source)"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError([f"{path}: not UTF-8 text: byte 0x{data[e.start]:02x} at offset {e.start}"]) from None
 
 
 def _stem(path: str) -> str:
@@ -289,11 +390,58 @@ def _folder(path: str) -> str:
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def _yaml_refusal(text: str) -> str | None:
+    """Why a YAML text is refused before anything is built from it: an alias, nesting deeper than
+    MAX_SPEC_DEPTH or more than MAX_SPEC_VALUES values; None when it is none of these. It reads
+    the parser's events, which hold no expanded values, so neither an alias bomb nor deep nesting
+    costs more than the text's size (and the walk stops at the first problem)."""
+    depth = values = 0
+    for event in yaml.parse(text, Loader=_YAML_LOADER):
+        if isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+            values += 1
+            if values > MAX_SPEC_VALUES:
+                return f"{_where(event)}more than {MAX_SPEC_VALUES:,} values: a spec is not data (keep rows in the source)"
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_SPEC_DEPTH:
+                return f"{_where(event)}nested deeper than {MAX_SPEC_DEPTH} levels"
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            return f"{_where(event)}aliases (*{_one_line(event.anchor, 40)}) are not allowed in specs: write the value out"
+    return None
+
+
+def _where(item: Any) -> str:
+    """'line L, column C: ' of a YAML event or error, or '' when it has no position."""
+    mark = getattr(item, "start_mark", None) or getattr(item, "problem_mark", None) or getattr(item, "context_mark", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+
+
+def _yaml_error_text(e: yaml.YAMLError) -> str:
+    if isinstance(e, yaml.MarkedYAMLError) and (e.problem or e.context):
+        return _where(e) + "; ".join(str(x) for x in (e.context, e.problem) if x)
+    return " ".join(str(e).split())
+
+
 def _load_yaml(path: str) -> Any:
+    """One YAML document, local or remote, within MAX_SPEC_BYTES, MAX_SPEC_DEPTH and
+    MAX_SPEC_VALUES and without aliases (checked on the parser's events before anything is
+    built); any problem, however malformed the file, is a one-line SpecError naming the file."""
+    text = _read_text(path)
     try:
-        return yaml.load(_read_text(path), Loader=_YAML_LOADER)
+        refusal = _yaml_refusal(text)
+        if refusal:
+            raise SpecError([f"{path}: {refusal}"])
+        return yaml.load(text, Loader=_YAML_LOADER)
+    except SpecError:
+        raise
     except yaml.YAMLError as e:
-        raise SpecError([f"{path}: not valid YAML: {e}"]) from None
+        raise SpecError([f"{path}: not valid YAML: {_one_line(_yaml_error_text(e))}"]) from None
+    except (RecursionError, MemoryError) as e:
+        raise SpecError([f"{path}: too large or too deeply nested to load ({type(e).__name__})"]) from None
+    except Exception as e:  # a value YAML parses but Python cannot hold, e.g. the date 2001-13-45 or a 5,000-digit int
+        raise SpecError([f"{path}: not valid YAML: {type(e).__name__}: {_one_line(e)}"]) from None
 
 
 def _load_clusters(root: str) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
@@ -303,11 +451,21 @@ def _load_clusters(root: str) -> tuple[dict[str, str], tuple[tuple[str, str], ..
     data = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("clusters"), dict):
         raise SpecError([f"{path}: top level: expected a 'clusters' mapping of name -> {{description}}"])
-    clusters = {name: (info or {}).get("description", "") for name, info in data["clusters"].items()}
+    clusters: dict[str, str] = {}
+    for name, info in data["clusters"].items():
+        if not (isinstance(name, str) and _NAME.fullmatch(name)):
+            raise SpecError([f"{path}: clusters: {_one_line(repr(name), 60)} is not a cluster name (lowercase letters, digits, _)"])
+        description = info.get("description") if isinstance(info, dict) else info
+        if not isinstance(description, (str, type(None))) or isinstance(info, str):
+            raise SpecError([f"{path}: clusters: {name}: expected {{description: text}}"])
+        clusters[name] = description or ""
+    pairs = data.get("holdout_overlaps") or []
+    if not isinstance(pairs, list):
+        raise SpecError([f"{path}: holdout_overlaps: expected a list of [cluster, cluster] pairs"])
     overlaps = []
-    for pair in data.get("holdout_overlaps") or []:
-        if not (isinstance(pair, list) and len(pair) == 2 and all(p in clusters for p in pair)):
-            raise SpecError([f"{path}: holdout_overlaps: {pair!r} is not a pair of known clusters"])
+    for pair in pairs:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) and p in clusters for p in pair)):
+            raise SpecError([f"{path}: holdout_overlaps: {_one_line(repr(pair), 80)} is not a pair of known clusters"])
         overlaps.append((pair[0], pair[1]))
     return clusters, tuple(overlaps)
 
