@@ -57,7 +57,11 @@ setup(
             "sacrebleu==2.6.0",
             "tensorboardX==2.6.5",
         ],
-        "test": ["tensorflow==2.21.0", "pytest==9.2.0", "hypothesis==6.170.15", "gcp-storage-emulator==2026.7.19"],
+        # duckdb and polars: tests/beam_pipelines/test_readers.py reads a built corpus with them
+        "test": [
+            "tensorflow==2.21.0", "pytest==9.2.0", "hypothesis==6.170.15", "gcp-storage-emulator==2026.7.19",
+            "duckdb==2.0.1", "polars==2.1.0",
+        ],
         # benchmarks/: the plain-script baseline and the charts of docs/PERFORMANCE.md
         "bench": ["matplotlib==3.11.2", "pandas==3.1.1"],
     },

@@ -52,11 +52,22 @@ Examples:
 
 def _full_parser() -> _BeamArgumentParser:
     """Every flag of every PipelineOptions class (ours first), as Beam itself collects them."""
-    parser = _BeamArgumentParser(prog="flanforge build", usage=USAGE, allow_abbrev=False)
-    BuildOptions._add_argparse_args(parser)
+    parser = _own_parser()
     for cls in PipelineOptions.__subclasses__():
-        if cls is not BuildOptions:
+        if cls not in (BuildOptions, ProgressOptions):
             cls._add_argparse_args(parser)
+    return parser
+
+
+def _own_parser() -> _BeamArgumentParser:
+    """flanforge's flags only: what `--help` shows (Beam's ~700 lines of options are `--help-beam`)."""
+    parser = _BeamArgumentParser(
+        prog="flanforge build", usage=USAGE, allow_abbrev=False,
+        epilog="Beam's runner and pipeline options (--runner, --project, --region, --temp_location, "
+        "--direct_num_workers, ...) are accepted too: flanforge build --help-beam lists them all.",
+    )
+    BuildOptions._add_argparse_args(parser)
+    ProgressOptions._add_argparse_args(parser.add_argument_group("console"))
     return parser
 
 
@@ -200,8 +211,11 @@ def run_build_cli(argv: list[str], out: TextIO = sys.stdout, err: TextIO | None 
     """`flanforge build`: every problem found before work is launched is one line on stderr, exit code 2."""
     err = err or sys.stderr
     parser = _full_parser()
-    if any(a in ("-h", "--help") for a in argv):
+    if "--help-beam" in argv:
         parser.print_help(out)
+        return 0
+    if any(a in ("-h", "--help") for a in argv):
+        _own_parser().print_help(out)
         return 0
     _, unknown = parser.parse_known_args(argv)
     if unknown:

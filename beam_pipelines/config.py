@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from flanforge.beam_pipelines.render import RenderSettings, TemplateMode
-from flanforge.schemas.records import FORMATS
+from flanforge.schemas.records import DEFAULT_FORMATS, FORMATS
 
 DEFAULT_TARGET_SHARD_BYTES = 128 << 20
 DEFAULT_SEED = 0
@@ -27,7 +27,7 @@ class BuildConfig:
     template_mode: str = "all"
     max_examples_per_task: int | None = None
     seed: int = DEFAULT_SEED
-    formats: tuple[str, ...] = ("tfrecord", "parquet")
+    formats: tuple[str, ...] = DEFAULT_FORMATS
     target_shard_bytes: int = DEFAULT_TARGET_SHARD_BYTES
     demo: bool = False
     sources: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> split -> path/glob

@@ -11,6 +11,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import apache_beam as beam
 
+from flanforge.beam_pipelines.card import CARD_NAME, dataset_card
 from flanforge.beam_pipelines.catalog import TaskSpec
 from flanforge.beam_pipelines.config import BuildConfig
 from flanforge.beam_pipelines.storage import write_bytes
@@ -152,6 +153,7 @@ class WriteManifest(beam.PTransform):
                 raise DataQualityError(quality_report(root, problems, dead_list, config.max_error_rate))
             path = join_path(root, MANIFEST_NAME)
             write_bytes(path, encode_manifest(manifest))
+            write_bytes(join_path(root, CARD_NAME), dataset_card(manifest, tasks, config.formats).encode("utf-8"))
             yield path
 
         return (

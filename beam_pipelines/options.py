@@ -21,68 +21,75 @@ def _csv(value: str | None) -> tuple[str, ...]:
 class BuildOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
-        group = parser.add_argument_group("flanforge build")
-        group.add_argument("--output", help="directory or gs:// prefix for shards, dead letters and manifest.json (required)")
-        group.add_argument("--templates", help="templates directory (default: the bundled catalog)")
-        group.add_argument("--tasks", help="comma-separated task names to build (default: all, or those given --source)")
-        group.add_argument("--clusters", help="comma-separated clusters to build (adds their tasks)")
-        group.add_argument(
+        # flanforge's own flags, in the order a user decides them; Beam's options are listed by --help-beam
+        what = parser.add_argument_group("what to build")
+        sample = parser.add_argument_group("how to render and sample")
+        output = parser.add_argument_group("output")
+        output.add_argument("--output", help="directory or gs:// prefix for shards, dead letters and manifest.json (required)")
+        what.add_argument(
+            "--templates",
+            help="templates directory, local or gs:// (default: the bundled catalog); one without a clusters.yaml "
+            "adds its <cluster>/<task>.yaml specs to the bundled catalog",
+        )
+        what.add_argument("--tasks", help="comma-separated task names to build (default: all, or those given --source)")
+        what.add_argument("--clusters", help="comma-separated clusters to build (adds their tasks)")
+        what.add_argument(
             "--recipe", help="a named build config under templates/recipes/ (e.g. flan2021) or a .yaml path; flags override it"
         )
-        group.add_argument(
+        what.add_argument(
             "--holdout-clusters", "--holdout_clusters", dest="holdout_clusters",
             help="comma-separated clusters to hold out: removed from train with their declared overlaps; "
-            "their validation data is written as split=eval_zeroshot (every template, options shown)",
+            "their validation data becomes the eval_zeroshot split (every template, options shown)",
         )
-        group.add_argument(
+        sample.add_argument(
             "--template-mode", "--template_mode", dest="template_mode",
             help="all (every template per row, default) | round_robin (one per row, as FLAN did) | sample:K",
         )
-        group.add_argument(
+        sample.add_argument(
             "--max-examples-per-task", "--max_examples_per_task", dest="max_examples_per_task", type=int,
             help="cap each task's train split at N records, chosen by seeded hash with templates kept even (FLAN: 30000)",
         )
-        group.add_argument(
+        sample.add_argument(
             "--options-variants", "--options_variants", dest="options_variants",
             help="template (default): render options as each template says; both: also render every "
             "options-showing template without its options (template_type zero_shot_no_options)",
         )
-        group.add_argument(
+        sample.add_argument(
             "--mixing-rate-cap", "--mixing_rate_cap", dest="mixing_rate_cap", type=int,
             help="a task's mixing weight in the manifest is min(train examples, this) (default: 3000, as FLAN)",
         )
-        group.add_argument(
+        sample.add_argument(
             "--few-shot", "--few_shot", dest="few_shot", type=int,
             help="K > 0: also render every train example with K exemplars from the task's train split "
             "(seeded, never the row itself, formatted by the same template); eval splits stay zero-shot",
         )
-        group.add_argument(
+        sample.add_argument(
             "--few-shot-separator", "--few_shot_separator", dest="few_shot_separator",
             help="text between exemplars and before the example (default: a blank line)",
         )
-        group.add_argument("--seed", type=int, help="seed for every sampling decision (default: 0)")
-        group.add_argument("--formats", help="comma-separated: tfrecord, parquet (default: both)")
-        group.add_argument(
+        sample.add_argument("--seed", type=int, help="seed for every sampling decision (default: 0)")
+        output.add_argument("--formats", help="comma-separated: tfrecord, parquet, jsonl (default: tfrecord,parquet)")
+        output.add_argument(
             "--target-shard-bytes", "--target_shard_bytes", dest="target_shard_bytes", type=int,
             help="approximate size of one output shard (default: 128 MiB)",
         )
-        group.add_argument(
+        output.add_argument(
             "--no-incremental", "--no_incremental", dest="incremental", action="store_false", default=None,
             help="read and render every task, and keep no render cache (.flanforge_cache/ under --output); "
             "by default a rebuild into the same output reuses the renders of unchanged tasks",
         )
-        group.add_argument(
+        output.add_argument(
             "--max-error-rate", "--max_error_rate", dest="max_error_rate", type=float,
             help="fail the build (exit 1, no manifest) when a task reads no rows, or when more than this share "
             "of a task's records is unreadable or of its template applications fails (default: 0.01)",
         )
-        group.add_argument("--demo", action="store_true", help="build from the sample rows bundled in each spec (offline)")
-        group.add_argument(
+        what.add_argument("--demo", action="store_true", help="build from the sample rows bundled in each spec (offline)")
+        output.add_argument(
             "--force", action="store_true",
             help="build into an --output that does not look like a flanforge output (a non-empty directory, "
             "a foreign manifest.json); a build still only deletes files its previous manifest listed",
         )
-        group.add_argument(
+        what.add_argument(
             "--source", action="append", metavar="TASK[:SPLIT]=PATH_OR_GLOB[#OPTIONS]",
             help="read a task's split (default train) from files instead of its default source: .jsonl/.json, "
             ".csv, .tsv, .parquet, .tfrecord (also .gz for text) or a save_to_disk directory; repeatable. "

@@ -24,13 +24,15 @@ from typing import Any, Iterator
 
 import apache_beam as beam
 
+from flanforge.beam_pipelines.card import CARD_MARK, CARD_NAME
 from flanforge.beam_pipelines.storage import delete, delete_tree, exists, move, write_bytes
 from flanforge.schemas.files import is_remote, join_path, read_bytes
 from flanforge.schemas.manifest import MANIFEST_FORMAT, MANIFEST_NAME, ManifestError, read_manifest
+from flanforge.schemas.records import FORMATS
 
 STAGING_DIR = ".flanforge_staging"
 PUBLISHING_MARK = "PUBLISHING"
-PUBLISHED_DIRS = ("parquet", "tfrecord", "dead_letters")
+PUBLISHED_DIRS = (*FORMATS, "dead_letters")
 
 
 def staging_root(output: str) -> str:
@@ -62,9 +64,19 @@ def publish(output: str) -> None:
     for rel in new_files:
         if exists(join_path(staging, rel)):  # an earlier, interrupted publish may have moved it already
             move(join_path(staging, rel), join_path(output, rel))
+    _publish_card(staging, output)
     move(join_path(staging, MANIFEST_NAME), old_manifest)
     _remove_empty_dirs(output)
     delete_tree(staging)
+
+
+def _publish_card(staging: str, output: str) -> None:
+    """The dataset card replaces the root README.md only when that is absent or a card of ours."""
+    staged, published = join_path(staging, CARD_NAME), join_path(output, CARD_NAME)
+    if not exists(staged):
+        return
+    if not exists(published) or CARD_MARK.encode() in read_bytes(published)[:4096]:
+        move(staged, published)
 
 
 def recover(output: str) -> str | None:

@@ -1,4 +1,4 @@
-"""WriteShards: spill refs -> split=…/cluster=…/part-SSSSS-of-NNNNN.{tfrecord,parquet}.
+"""WriteShards: spill refs -> <format>/<split>/<cluster>/part-SSSSS-of-NNNNN.{tfrecord,parquet,jsonl}.
 
 The only shuffle of the build groups spill refs (a path and batch numbers, never rows) by their
 output shard. A writer reads its shard's batches, keeps one copy of every content hash (the shard
@@ -14,6 +14,7 @@ import io
 from typing import Any, Iterable, Iterator, Mapping
 
 import apache_beam as beam
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -42,6 +43,12 @@ def tfrecord_chunks(table: pa.Table, encoder: ExampleEncoder) -> Iterator[bytes]
     """A TFRecord file's bytes in pieces, so only a slice of the shard is ever held as Python objects."""
     for batch in table.to_batches(max_chunksize=TFRECORD_CHUNK_ROWS):
         yield encoder.encode_columns({n: batch.column(n).to_pylist() for n in FIELD_NAMES}, batch.num_rows)
+
+
+def jsonl_chunks(table: pa.Table) -> Iterator[bytes]:
+    """A JSON Lines file's bytes in pieces: one object per record, fields in RECORD_FIELDS order."""
+    for batch in table.to_batches(max_chunksize=TFRECORD_CHUNK_ROWS):
+        yield b"".join(orjson.dumps(row) + b"\n" for row in batch.to_pylist())
 
 
 def _task_counts(tasks: pa.ChunkedArray | pa.Array) -> dict[str, int]:
@@ -109,7 +116,9 @@ class _WriteShardFn(CountingDoFn):
             self.count(task, f"written@{split}", n)
         for fmt in self._formats:
             rel = shard_path(fmt, split, cluster, index, count)
-            chunks = tfrecord_chunks(records, self._tf) if fmt == "tfrecord" else [encode_parquet(records)]
+            chunks = (
+                tfrecord_chunks(records, self._tf) if fmt == "tfrecord" else jsonl_chunks(records) if fmt == "jsonl" else [encode_parquet(records)]
+            )
             size, digest = write_chunks(join_path(self._output, rel), chunks)
             yield {"path": rel, "format": fmt, "split": split, "cluster": cluster, "rows": records.num_rows, "bytes": size, "sha256": digest}
 

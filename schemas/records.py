@@ -71,12 +71,16 @@ NO_ANSWER = -1
 # The split a held-out cluster's evaluation data is written to (never trained on).
 EVAL_ZEROSHOT = "eval_zeroshot"
 
-# Shard formats: name -> file extension. Path layout: <format>/split=S/cluster=C/part-SSSSS-of-NNNNN.<ext>
-FORMATS: dict[str, str] = {"tfrecord": "tfrecord", "parquet": "parquet"}
+# Shard formats: name -> file extension. Path layout: <format>/<split>/<cluster>/part-SSSSS-of-NNNNN.<ext>
+# Plain folder names, not hive-style `split=S/`: split and cluster are columns of every record, and
+# a reader that also derived them from `key=value` folders (pandas, pq.read_table, pyarrow
+# datasets, DuckDB, Polars all do by default) would meet each field twice with two types.
+FORMATS: dict[str, str] = {"tfrecord": "tfrecord", "parquet": "parquet", "jsonl": "jsonl"}
+DEFAULT_FORMATS: tuple[str, ...] = ("tfrecord", "parquet")
 
 
 def shard_path(fmt: str, split: str, cluster: str, index: int, count: int) -> str:
-    return f"{fmt}/split={split}/cluster={cluster}/part-{index:05d}-of-{count:05d}.{FORMATS[fmt]}"
+    return f"{fmt}/{split}/{cluster}/part-{index:05d}-of-{count:05d}.{FORMATS[fmt]}"
 
 _ARROW_TYPES = {"string": pa.string(), "string_list": pa.list_(pa.string()), "int64": pa.int64()}
 

@@ -48,20 +48,20 @@ def test_demo_build_is_readable_by_tf_pyarrow_and_datasets(tmp_path, templates_d
 
     import pyarrow.dataset as ds
 
-    table = ds.dataset(str(out / "parquet"), format="parquet", partitioning="hive").to_table()
+    table = ds.dataset(str(out / "parquet"), format="parquet").to_table()
     assert table.num_rows == written and set(FIELD_NAMES) <= set(table.column_names)
     assert set(table.column("cluster").to_pylist()) == {"nli", "summarization"}
 
     import datasets
 
-    hf = datasets.load_dataset("parquet", data_files=str(out / "parquet/split=train/*/*.parquet"), split="train")
+    hf = datasets.load_dataset("parquet", data_files=str(out / "parquet/train/*/*.parquet"), split="train")
     assert len(hf) == written and hf[0]["inputs"]
 
     import tensorflow as tf
 
     from flanforge.schemas.records import tf_feature_spec
 
-    files = sorted(str(p) for p in out.glob("tfrecord/split=train/*/*.tfrecord"))
+    files = sorted(str(p) for p in out.glob("tfrecord/train/*/*.tfrecord"))
     parsed = [tf.io.parse_single_example(x, tf_feature_spec()) for x in tf.data.TFRecordDataset(files)]
     assert len(parsed) == written
     by_hash = {r["content_hash"]: r for r in table.to_pylist()}
@@ -112,7 +112,7 @@ def test_every_row_is_accounted_for_with_bad_rows_and_templates(tmp_path, templa
 
 def test_rerun_clears_what_a_crashed_build_left_in_staging(tmp_path, templates_dir):
     out = tmp_path / "out"
-    stale = out / ".flanforge_staging" / "parquet" / "split=train" / "cluster=nli" / "part-00007-of-00009.parquet"
+    stale = out / ".flanforge_staging" / "parquet" / "train" / "nli" / "part-00007-of-00009.parquet"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"left by a crashed build")
     assert build("--demo", "--output", str(out), "--templates", str(templates_dir), "--tasks", "rte")[0] == 0
@@ -146,11 +146,18 @@ def test_bad_invocations_fail_with_one_clear_line(tmp_path, templates_dir, capsy
     assert not (tmp_path / "o" / "manifest.json").exists()
 
 
-def test_help_lists_our_flags_and_beams():
+def test_help_shows_our_flags_grouped_and_beams_under_help_beam():
     code, text = build("--help")
-    assert code == 0
-    for flag in ("--template-mode", "--max-examples-per-task", "--source", "--runner", "--direct_num_workers", "--project"):
+    assert code == 0 and len(text.splitlines()) < 150
+    headings = [line for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headings == ["Examples:", "options:", "what to build:", "how to render and sample:", "output:", "console:"]
+    for flag in ("--template-mode", "--max-examples-per-task", "--source", "--max-error-rate", "--force", "--no-progress", "--help-beam"):
         assert flag in text
+    assert "--s3_" not in text and "--direct_num_workers" in text  # named in the pointer to --help-beam only
+    code, full = build("--help-beam")
+    assert code == 0 and "--template-mode" in full
+    for flag in ("--runner", "--direct_num_workers", "--project", "--temp_location"):
+        assert flag in full
 
 
 def test_manifest_counts_cover_every_counter(tmp_path, templates_dir):

@@ -24,7 +24,7 @@ def build(out: Path, source: Path, templates: Path, *extra: str):
 
 
 def template_counts(out: Path) -> collections.Counter:
-    files = sorted((out / "parquet" / "split=train").rglob("*.parquet"))
+    files = sorted((out / "parquet" / "train").rglob("*.parquet"))
     return collections.Counter(t for f in files for t in pq.ParquetFile(f).read().column("template_id").to_pylist())
 
 

@@ -20,7 +20,7 @@ from flanforge.beam_pipelines.spill import HashSummary, SpillRef, hash_halves
 from flanforge.beam_pipelines.transforms import SUMMARIES
 from flanforge.schemas.manifest import read_manifest
 
-SHARD = {"path": "parquet/split=train/cluster=nli/part-00000-of-00001.parquet", "format": "parquet", "split": "train",
+SHARD = {"path": "parquet/train/nli/part-00000-of-00001.parquet", "format": "parquet", "split": "train",
          "cluster": "nli", "rows": 7, "bytes": 10, "sha256": "0" * 64}
 
 

@@ -31,8 +31,8 @@ def write_corpus(root: Path, output: str, shards: dict[str, bytes]) -> None:
     (root / "manifest.json").write_bytes(encode_manifest(manifest))
 
 
-OLD = "parquet/split=train/cluster=nli/part-00000-of-00001.parquet"
-NEW = "parquet/split=train/cluster=nli/part-00000-of-00002.parquet"
+OLD = "parquet/train/nli/part-00000-of-00001.parquet"
+NEW = "parquet/train/nli/part-00000-of-00002.parquet"
 
 
 def test_publish_swaps_in_the_staged_corpus_and_deletes_only_what_the_old_one_listed(tmp_path):
@@ -50,14 +50,14 @@ def test_publish_swaps_in_the_staged_corpus_and_deletes_only_what_the_old_one_li
 def test_an_interrupted_publish_is_finished_by_the_next_build(tmp_path):
     out = tmp_path / "out"
     write_corpus(out, str(out), {OLD: b"old"})
-    write_corpus(out / STAGING_DIR, str(out), {NEW: b"new", "parquet/split=train/cluster=nli/part-00001-of-00002.parquet": b"new2"})
+    write_corpus(out / STAGING_DIR, str(out), {NEW: b"new", "parquet/train/nli/part-00001-of-00002.parquet": b"new2"})
     # killed mid-swap: marked, the old manifest gone, one file moved
     (out / STAGING_DIR / PUBLISHING_MARK).write_text("")
     (out / "manifest.json").unlink()
     (out / NEW).parent.mkdir(parents=True, exist_ok=True)
     os.replace(out / STAGING_DIR / NEW, out / NEW)
     assert "finished publishing" in recover(str(out))
-    assert sorted(s.path for s in read_manifest(str(out)).shards) == [NEW, "parquet/split=train/cluster=nli/part-00001-of-00002.parquet"]
+    assert sorted(s.path for s in read_manifest(str(out)).shards) == [NEW, "parquet/train/nli/part-00001-of-00002.parquet"]
     assert not (out / STAGING_DIR).exists()
     # staging without the mark is an unfinished build's: removed, the corpus untouched
     write_corpus(out / STAGING_DIR, str(out), {OLD: b"half"})

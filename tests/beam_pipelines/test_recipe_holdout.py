@@ -17,7 +17,7 @@ def build(*args: str) -> int:
 
 
 def rows(out, split):
-    table = ds.dataset(str(out / "parquet"), format="parquet", partitioning="hive").to_table()
+    table = ds.dataset(str(out / "parquet"), format="parquet").to_table()
     return [r for r in table.to_pylist() if r["split"] == split]
 
 

@@ -48,7 +48,7 @@ def test_write_shards_dedups_drops_and_sorts(tmp_path: Path):
             p | "Thresholds" >> beam.Create(thresholds),
         ) | WriteShards(str(out), ("parquet", "tfrecord"), layout)
         assert_that(written["shards"] | beam.Map(lambda s: s["path"]), equal_to([
-            f"{fmt}/split=train/cluster=nli/part-0000{i}-of-00002.{fmt}" for fmt in ("parquet", "tfrecord") for i in (0, 1)
+            f"{fmt}/train/nli/part-0000{i}-of-00002.{fmt}" for fmt in ("parquet", "tfrecord") for i in (0, 1)
         ]), label="files")
         counts = written[COUNTS] | beam.CombinePerKey(sum) | beam.Filter(lambda kv: "@" not in kv[0][1])
         assert_that(counts, equal_to([
