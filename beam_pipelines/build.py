@@ -59,6 +59,18 @@ def _full_parser() -> _BeamArgumentParser:
     return parser
 
 
+def runner_options(options: PipelineOptions) -> PipelineOptions:
+    """The options a local runner gets: Beam's, without flanforge's own flags. Those were read on
+    the launcher into BuildConfig; handed on, every worker process of a multi-process DirectRunner
+    would re-parse them and log "Discarding unparseable args" with the whole --source list. A
+    Dataflow job keeps them: they are the job's record of how it was asked for."""
+    if runner_kind(options) != DIRECT:
+        return options
+    ours = {a.dest for a in _own_parser()._actions}
+    values = options.get_all_options(drop_default=True, retain_unknown_options=False)
+    return PipelineOptions(flags=[], **{k: v for k, v in values.items() if k not in ours})
+
+
 def _own_parser() -> _BeamArgumentParser:
     """flanforge's flags only: what `--help` shows (Beam's ~700 lines of options are `--help-beam`)."""
     parser = _BeamArgumentParser(
@@ -139,7 +151,7 @@ def run_build(config: BuildConfig, options: PipelineOptions, err: TextIO | None 
 
 def _run_planned(config: BuildConfig, options: PipelineOptions, plan: BuildPlan, translate_only: bool, err: TextIO) -> BuildRun:
     cache = CachePlan(dict(plan.fingerprints), write=config.incremental) if translate_only else prepare_output(config, plan, err)
-    pipeline = beam.Pipeline(options=options)
+    pipeline = beam.Pipeline(options=runner_options(options))
     build_pipeline(pipeline, config, plan, cache)
     show_progress = runner_kind(options) == DIRECT and progress_wanted(options.view_as(ProgressOptions).no_progress, err)
     with progress_display(err) if show_progress else contextlib.nullcontext():

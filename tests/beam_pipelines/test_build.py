@@ -235,3 +235,16 @@ def test_summary_lists_the_largest_tasks_and_points_to_the_manifest_for_the_rest
 def test_help_lists_the_progress_switch():
     code, text = build("--help")
     assert code == 0 and "--no-progress" in text
+
+
+def test_multi_process_workers_are_not_handed_our_flags(tmp_path):
+    """Our flags live in BuildConfig; a worker process handed them would log them as unparseable."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "flanforge.beam_pipelines.cli", "build", "--demo", "--tasks", "rte", "--output", str(tmp_path / "o"),
+               "--no-progress", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    discarded = [line for line in done.stderr.splitlines() if "Discarding unparseable args" in line]
+    assert not any(flag in line for line in discarded for flag in ("--demo", "--output", "--tasks", "--no_progress", "build"))
