@@ -7,7 +7,10 @@ other hub datasets and save_to_disk directories are cut into row ranges and read
 """
 from __future__ import annotations
 
+import functools
 import os
+import socket
+import urllib.parse
 from dataclasses import replace
 from typing import Any, Iterator
 
@@ -98,9 +101,43 @@ def _plan_parquet_files(whole: SourceShard, files: list[str]) -> list[SourceShar
     return shards
 
 
+# How long to wait for the hub's host to answer before calling the machine offline. Without this,
+# huggingface_hub retries for ~30 s per dataset before saying anything.
+HUB_PROBE_SECONDS = 3.0
+_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def _is_hub_id(path: str) -> bool:
+    """A hub repository id (`owner/name`), not a local folder or a packaged builder (json, csv, ...)."""
+    return "/" in path and not os.path.exists(path) and not is_remote(path)
+
+
+@functools.lru_cache(maxsize=None)
+def _hub_unreachable() -> str | None:
+    """Why the hub cannot be reached from here (one short probe per process), or None."""
+    if any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in _OFFLINE_VARIABLES):
+        return None  # offline mode on purpose: datasets reads its local cache, and says so if it cannot
+    from huggingface_hub import constants
+
+    url = urllib.parse.urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=HUB_PROBE_SECONDS).close()
+    except OSError as e:
+        return f"the Hugging Face hub ({url.hostname}:{port}) cannot be reached ({type(e).__name__})"
+    return None
+
+
 def plan_hub(spec: TaskSpec, split: str) -> list[SourceShard]:
     src = spec.source
     hf_split = src.splits[split]
+    offline = _hub_unreachable() if _is_hub_id(src.path or "") else None
+    if offline:
+        raise source_error(
+            spec.name, split,
+            f"{offline}: point the task at local files with --source {spec.name}:{split}=PATH, build from the spec's "
+            f"samples with --demo, or set HF_HUB_OFFLINE=1 to read datasets already in the local Hugging Face cache",
+        )
     whole = SourceShard(
         task=spec.name, split=split, kind="hf", location=src.path or "", start=0, end=-1, id_field=src.id_field, id_prefix=hf_split,
         hf_name=src.name, hf_split=hf_split, data_files=src.data_files, hf_revision=src.revision, hf_data_dir=src.data_dir,

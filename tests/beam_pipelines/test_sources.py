@@ -272,3 +272,27 @@ def test_json_lines_the_fast_parser_would_change_go_to_the_standard_one():
     # a lone surrogate is not Unicode text: it would fail every later step, so the row is refused here
     with pytest.raises(ValueError, match="lone surrogate"):
         sources.parse_json_line(b'{"s": "bad \\ud800 here"}')
+
+
+def test_an_unreachable_hub_fails_fast_with_what_to_do_instead():
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import time\n"
+        "from flanforge.beam_pipelines.catalog import load_catalog\n"
+        "from flanforge.beam_pipelines.sources import plan_reads, SourceError\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        "    plan_reads(load_catalog().tasks['rte'], demo=False, overrides={})\n"
+        "except SourceError as e:\n"
+        "    print(f'{time.monotonic() - t:.1f} {e}')\n"
+    )
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens on the discard port
+    env.pop("HF_HUB_OFFLINE", None)
+    env.pop("HF_DATASETS_OFFLINE", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    seconds, _, message = done.stdout.strip().partition(" ")
+    assert float(seconds) < 10, done.stdout + done.stderr[-2000:]
+    assert "the Hugging Face hub (127.0.0.1:9) cannot be reached" in message and "--source rte:train=PATH" in message and "HF_HUB_OFFLINE=1" in message
