@@ -5,6 +5,7 @@ import contextlib
 import logging
 import re
 import sys
+import tempfile
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -151,14 +152,20 @@ def run_build(config: BuildConfig, options: PipelineOptions, err: TextIO | None 
 
 def _run_planned(config: BuildConfig, options: PipelineOptions, plan: BuildPlan, translate_only: bool, err: TextIO) -> BuildRun:
     cache = CachePlan(dict(plan.fingerprints), write=config.incremental) if translate_only else prepare_output(config, plan, err)
-    pipeline = beam.Pipeline(options=runner_options(options))
-    build_pipeline(pipeline, config, plan, cache)
+    if cache.reused:
+        names = sorted(cache.reused_tasks)
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        print(f"render cache: {len(names)} of {len(plan.tasks)} tasks unchanged, not read or rendered again ({shown})", file=err)
     show_progress = runner_kind(options) == DIRECT and progress_wanted(options.view_as(ProgressOptions).no_progress, err)
-    with progress_display(err) if show_progress else contextlib.nullcontext():
-        result = pipeline.run()
-        announce_job(result, options, err)
-        if waits_for_job(options):
-            result.wait_until_finish()
+    with tempfile.TemporaryDirectory(prefix="flanforge-progress-") if show_progress else contextlib.nullcontext() as progress_dir:
+        pipeline = beam.Pipeline(options=runner_options(options))
+        build_pipeline(pipeline, config, plan, cache, progress_dir=progress_dir)
+        input_bytes = sum(s.file_bytes for s in plan.shards_of(cache.to_render))
+        with progress_display(err, progress_dir, input_bytes) if show_progress else contextlib.nullcontext():
+            result = pipeline.run()
+            announce_job(result, options, err)
+            if waits_for_job(options):
+                result.wait_until_finish()
     finished = waits_for_job(options) and not translate_only
     if finished:
         delete_tree(join_path(config.output, SPILL_DIR))  # scratch spill files: the shards are written

@@ -78,8 +78,11 @@ def _short_tasks(totals: beam.PCollection, counts: beam.PCollection, cap: int) -
     )
 
 
-def build_pipeline(p: beam.Pipeline, config: BuildConfig, plan: BuildPlan, cache: CachePlan) -> beam.PCollection:
-    """Add the build to pipeline `p`; returns the PCollection holding the manifest's path."""
+def build_pipeline(
+    p: beam.Pipeline, config: BuildConfig, plan: BuildPlan, cache: CachePlan, progress_dir: str | None = None
+) -> beam.PCollection:
+    """Add the build to pipeline `p`; returns the PCollection holding the manifest's path.
+    `progress_dir`: a local folder where render workers report finished read shards (progress.py)."""
     settings, cap, output = config.render_settings, config.max_examples_per_task, config.output
     to_render = [t for t in plan.tasks if t.name in cache.to_render]
     shards = plan.shards_of(cache.to_render)
@@ -92,7 +95,7 @@ def build_pipeline(p: beam.Pipeline, config: BuildConfig, plan: BuildPlan, cache
         else p | "NoExemplars" >> beam.Create([])
     )
     streams = _Streams()
-    job = RenderJob(tuple(to_render), settings, plan.layout, output, cache.spill_dirs(), plan.quotas)
+    job = RenderJob(tuple(to_render), settings, plan.layout, output, cache.spill_dirs(), plan.quotas, progress_dir)
     rendered = p | "Render" >> RenderShards(shards, job, pools=pools, keep_summaries=cache.write)
     streams.add(rendered)
     if cache.reused:

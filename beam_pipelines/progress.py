@@ -1,20 +1,22 @@
-"""A progress line on stderr while a local build runs: the Beam stage executing, bundles done, time elapsed.
+"""The progress line on stderr while a local build runs: rows read and records rendered, their
+rate, how much of the input is done and an ETA, and the Beam stage running.
 
-What can honestly be shown: Beam's in-process runner (the DirectRunner's FnApiRunner, also in
-multi-process mode, where it schedules from this process) runs fused stages one bundle at a time
-and logs each bundle it starts at DEBUG. Row counts are not available until the run ends (Beam
-metrics are gathered per bundle inside the workers), and the number of bundles is not known up
-front, so the display is a count without a total: the top-level transform of the stage now
-running (Read, Render, Deduplicate, ...), bundles started so far, and elapsed time, refreshed
-twice a second even when a bundle takes long.
+Rows: each render worker (in this process, or the DirectRunner's worker processes on this
+machine) drops a small JSON file per finished read shard into a local progress folder
+(`report_shard`): its input bytes, rows read and records rendered. The display sums them twice a
+second. The plan knows every read shard's size, so bytes done / bytes planned is an honest
+fraction, and tqdm turns it into a rate and an ETA. (Beam's metrics reach the launcher only when
+the run ends, so they cannot drive a live display.)
 
-The hook is a filter on Beam's bundle logger that observes records and passes on only those the
-logger would have emitted anyway, so turning the display on never adds log output; the display
-writes only to stderr, so the build's files and stdout are the same with it on or off.
+Stage: Beam's in-process runner logs each bundle it starts at DEBUG; a filter on that logger
+names the top-level transform now running (Render, Deduplicate, WriteShards, ...). It passes on
+only the records the logger would have emitted anyway, so the display never adds log output, and
+it writes only to stderr, so the build's files and stdout are the same with it on or off.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -57,36 +59,77 @@ def top_level_stage(fused_stage: str) -> str:
     return "Beam"
 
 
-class _BundleWatcher(logging.Filter):
-    """Moves the bar on every bundle Beam starts; lets a record through only if the logger's own level would."""
+def report_shard(progress_dir: str, name: str, input_bytes: int, rows: int, records: int) -> None:
+    """Record what one read shard did (written whole, then renamed: the display never sees half a file)."""
+    path = os.path.join(progress_dir, f"{name}.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump({"bytes": input_bytes, "rows": rows, "records": records}, f)
+    os.replace(path + ".tmp", path)
 
-    def __init__(self, bar: tqdm, passthrough_level: int):
+
+def progress_totals(progress_dir: str) -> dict[str, int]:
+    """Sums over the read shards finished so far: bytes, rows, records, shards."""
+    totals = {"bytes": 0, "rows": 0, "records": 0, "shards": 0}
+    for entry in os.scandir(progress_dir):
+        if entry.name.endswith(".json"):
+            try:
+                with open(entry.path) as f:
+                    done = json.load(f)
+            except (OSError, ValueError):
+                continue
+            for key in ("bytes", "rows", "records"):
+                totals[key] += int(done.get(key, 0))
+            totals["shards"] += 1
+    return totals
+
+
+class _StageWatcher(logging.Filter):
+    """Names the stage Beam runs on every bundle it starts; lets a record through only if the logger's own level would."""
+
+    def __init__(self, passthrough_level: int):
         super().__init__()
-        self._bar = bar
         self._level = passthrough_level
+        self.stage = "Starting"
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and record.msg.startswith(BUNDLE_MESSAGE) and record.args:
-            self._bar.set_description_str(top_level_stage(str(record.args[0])), refresh=False)
-            self._bar.update()
+            self.stage = top_level_stage(str(record.args[0]))
         return record.levelno >= self._level
 
 
-def _refresh_until(stop: threading.Event, bar: tqdm) -> None:
-    """Keep elapsed time moving while one long bundle runs."""
+def _show(bar: tqdm, watcher: _StageWatcher, progress_dir: str | None) -> None:
+    """Move the bar to what the workers reported so far."""
+    description = watcher.stage
+    if progress_dir:
+        totals = progress_totals(progress_dir)
+        bar.update(totals["bytes"] - bar.n)
+        description += f": {totals['rows']:,} rows read, {totals['records']:,} records rendered"
+    bar.set_description_str(description, refresh=False)
+    bar.refresh()
+
+
+def _refresh_until(stop: threading.Event, bar: tqdm, watcher: _StageWatcher, progress_dir: str | None) -> None:
+    """Keep the line current, and the time moving while a shard runs long."""
     while not stop.wait(REFRESH_SECONDS):
-        bar.refresh()
+        _show(bar, watcher, progress_dir)
 
 
 @contextlib.contextmanager
-def progress_display(stream: TextIO) -> Iterator[None]:
-    """Show the progress line on `stream` while the body runs a local pipeline; it is removed at the end."""
+def progress_display(stream: TextIO, progress_dir: str | None = None, input_bytes: int = 0) -> Iterator[None]:
+    """Show the progress line on `stream` while the body runs a local pipeline; it is removed at the end.
+
+    `progress_dir` is where the render workers report (None: the stage and time only);
+    `input_bytes` the planned input size, for the fraction done and the ETA."""
     logger = logging.getLogger(BUNDLE_LOGGER)
-    bar = tqdm(desc="Starting", file=stream, leave=False, bar_format="{desc}: {n} bundles started, {elapsed} elapsed")
-    watcher = _BundleWatcher(bar, logger.getEffectiveLevel())
+    bar = tqdm(
+        desc="Starting", file=stream, leave=False, total=input_bytes or None, unit="B", unit_scale=True,
+        bar_format="{desc} | {percentage:3.0f}% of the input read, {rate_fmt} | {elapsed} elapsed, ETA {remaining}"
+        if input_bytes else "{desc} | {elapsed} elapsed",
+    )
+    watcher = _StageWatcher(logger.getEffectiveLevel())
     previous_level = logger.level
     stop = threading.Event()
-    refresher = threading.Thread(target=_refresh_until, args=(stop, bar), daemon=True)
+    refresher = threading.Thread(target=_refresh_until, args=(stop, bar, watcher, progress_dir), daemon=True)
     logger.addFilter(watcher)
     logger.setLevel(logging.DEBUG)
     refresher.start()
@@ -95,6 +138,7 @@ def progress_display(stream: TextIO) -> Iterator[None]:
     finally:
         stop.set()
         refresher.join()
+        _show(bar, watcher, progress_dir)  # the last state, however short the run
         logger.setLevel(previous_level)
         logger.removeFilter(watcher)
         bar.close()

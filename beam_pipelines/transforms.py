@@ -5,6 +5,7 @@ a note of the files written, counts, dead letters). Rows never become Beam eleme
 """
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -15,6 +16,7 @@ from flanforge.beam_pipelines.catalog import TaskSpec
 from flanforge.beam_pipelines.counting import COUNTS, DEAD_LETTERS, CountingDoFn
 from flanforge.beam_pipelines.hashing import seeded_hash
 from flanforge.beam_pipelines.layout import ShardLayout
+from flanforge.beam_pipelines.progress import report_shard
 from flanforge.beam_pipelines.render import CompiledTask, RenderSettings
 from flanforge.beam_pipelines.render_shard import ShardRenderer
 from flanforge.beam_pipelines.sources import SourceRow, SourceShard, read_shard
@@ -45,6 +47,7 @@ class RenderJob:
     output: str
     spill_dirs: Mapping[str, str]
     quotas: Mapping[tuple[str, str], int]
+    progress_dir: str | None = None  # a local build's progress display reads what each read shard did here
 
 
 class _RenderShardFn(CountingDoFn):
@@ -57,6 +60,7 @@ class _RenderShardFn(CountingDoFn):
         self._quotas = dict(job.quotas)
         self._top_up = top_up
         self._keep_summaries = keep_summaries
+        self._progress_dir = job.progress_dir
 
     def setup(self) -> None:
         # Compile every template once per worker, never per row.
@@ -66,7 +70,13 @@ class _RenderShardFn(CountingDoFn):
         if self._top_up and shard.task not in set(short):
             return
         letters: list[dict[str, Any]] = []
-        renderer = ShardRenderer(self._compiled[shard.task], self._settings, self.count, letters.append)
+        done: collections.Counter[str] = collections.Counter()
+
+        def tally(task: str, counter: str, n: int) -> None:
+            self.count(task, counter, n)
+            done[counter] += n
+
+        renderer = ShardRenderer(self._compiled[shard.task], self._settings, tally, letters.append)
         rel = f"{self._spill_dirs[shard.task]}/{shard_file_stem(shard)}{'-top-up' if self._top_up else ''}"
         sink = SpillWriter(join_path(self._output, rel + ".arrow"), self._layout, shard.task, shard.split)
         quota = self._quotas.get((shard.task, shard.key))
@@ -77,6 +87,8 @@ class _RenderShardFn(CountingDoFn):
         else:
             renderer.render_candidates(shard, sink, pools, quota)
         refs, summary = sink.close()
+        if self._progress_dir and not self._top_up:
+            report_shard(self._progress_dir, shard_file_stem(shard), shard.file_bytes, done["read"] + done["read_errors"], done["rendered"])
         for letter in letters:
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
         yield from refs

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from flanforge.beam_pipelines.build import run_build_cli
+from flanforge.beam_pipelines.catalog import load_catalog
 from flanforge.schemas.manifest import COUNTERS, accounting_errors, read_manifest, verify_shards
 from flanforge.schemas.records import FIELD_NAMES
 
@@ -192,7 +193,9 @@ def test_progress_goes_to_a_terminal_only_and_never_changes_the_output(tmp_path,
     assert sha_by_path(tmp_path / "shown") == sha_by_path(tmp_path / "hidden")
     assert runs["shown"][0] == runs["hidden"][0]  # the same summary on stdout
     progress = runs["shown"][1]
-    assert " bundles" in progress and any(stage in progress for stage in ("Read", "Render", "Deduplicate", "WriteShards"))
+    assert any(f"{stage}:" in progress for stage in ("Render", "Deduplicate", "WriteShards", "WriteManifest"))
+    demo_rows = sum(len(t.samples) for t in load_catalog(templates_dir).tasks.values())
+    assert f"{demo_rows:,} rows read" in progress and "records rendered" in progress
     assert runs["hidden"][1] == ""
     # Watching Beam's bundle log adds no log output, and the logger is left as it was.
     assert not [r for r in caplog.records if r.name == BUNDLE_LOGGER]
@@ -248,3 +251,19 @@ def test_multi_process_workers_are_not_handed_our_flags(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     discarded = [line for line in done.stderr.splitlines() if "Discarding unparseable args" in line]
     assert not any(flag in line for line in discarded for flag in ("--demo", "--output", "--tasks", "--no_progress", "build"))
+
+
+def test_progress_counts_rows_and_input_with_a_rate_and_an_eta(tmp_path, monkeypatch):
+    from flanforge.beam_pipelines.progress import progress_totals, report_shard
+
+    report_shard(str(tmp_path), "a", 1000, 10, 100)
+    report_shard(str(tmp_path), "b", 500, 5, 50)
+    report_shard(str(tmp_path), "a", 1000, 10, 100)  # a retried bundle reports the same shard again: counted once
+    assert progress_totals(str(tmp_path)) == {"bytes": 1500, "rows": 15, "records": 150, "shards": 2}
+    monkeypatch.delenv("CI", raising=False)
+    data = tmp_path / "rte.jsonl"
+    data.write_text("".join(json.dumps({"premise": f"P {i}.", "hypothesis": "H.", "label": i % 2, "idx": i}) + "\n" for i in range(300)))
+    err = Terminal()
+    assert run_build_cli(["--output", str(tmp_path / "out"), "--source", f"rte={data}"], io.StringIO(), err) == 0
+    line = err.getvalue()
+    assert "100% of the input read" in line and "300 rows read, 3,000 records rendered" in line and "ETA" in line
