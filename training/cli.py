@@ -6,9 +6,11 @@ does not fit) is reported as one line on stderr with exit status 2, before any t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from typing import Any
+import warnings
+from typing import Any, Iterator
 
 from flanforge.schemas.manifest import ManifestError
 from flanforge.training.errors import TrainingInputError
@@ -123,13 +125,46 @@ def _run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 COMMANDS = {"train": (train_parser, _run_train), "evaluate": (evaluate_parser, _run_evaluate)}
 
 
+@contextlib.contextmanager
+def _native_stderr_quiet() -> Iterator[None]:
+    """Silence what C++ libraries print straight to file descriptor 2 while the backend starts
+    (TensorFlow's absl preamble, CUDA probes such as `failed call to cuInit` on a CPU machine):
+    TF_CPP_MIN_LOG_LEVEL does not reach all of it. Python errors are exceptions, shown after."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+
+
+def _start_backend_quietly() -> None:
+    """Import the Keras backend and look at the devices once, with the native noise silenced, and
+    hide Keras' warning that T5 attention layers drop input masks (they take padding masks as
+    inputs instead). `-v` shows all of it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", message=r".*does not support masking and will therefore destroy the mask.*")
+    with _native_stderr_quiet():
+        from flanforge.training.devices import detect
+
+        detect()
+
+
 def main(argv: list[str]) -> int:
-    """argv[0] is 'train' or 'evaluate'; the rest are that command's flags."""
+    """argv[0] is 'train' or 'evaluate'; the rest are that command's flags (and -v: show the
+    backend's own log lines too)."""
     if not argv or argv[0] not in COMMANDS:
         print(f"flanforge: expected one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     make_parser, run = COMMANDS[argv[0]]
-    args = make_parser().parse_args(argv[1:])
+    verbose = any(a in ("-v", "--verbose") for a in argv[1:])
+    args = make_parser().parse_args([a for a in argv[1:] if a not in ("-v", "--verbose")])
+    if not verbose:
+        _start_backend_quietly()
     try:
         run(args)
     except (TrainingInputError, ManifestError) as e:

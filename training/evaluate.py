@@ -229,7 +229,7 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     tasks: dict[str, dict[str, Any]] = {}
     for task in sorted({r["task"] for r in rows}):
         mine = [r for r in rows if r["task"] == task]
-        entry: dict[str, Any] = {"cluster": mine[0]["cluster"], "templates": len(mine)}
+        entry: dict[str, Any] = {"cluster": mine[0]["cluster"], "templates": len(mine), "examples": sum(r.get("n", 0) for r in mine)}
         for m in metrics:
             values = [r[m] for r in mine if m in r]
             if values:
@@ -247,15 +247,19 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
     """One line per (task, metric) and (cluster, metric), one column per model, plus the gain."""
     names = list(results)
     first = results[names[0]]
-    header = ["cluster", "task", "metric", *names] + (["gain"] if len(names) == 2 else [])
+    header = ["cluster", "task", "examples", "metric", *names] + (["gain"] if len(names) == 2 else [])
     lines = [header]
-    entries = [(t["cluster"], task, "tasks", task) for task, t in first["tasks"].items()]
-    entries += [(cluster, "(mean)", "clusters", cluster) for cluster in first["clusters"]]
-    for cluster, label, level, key in entries:
+    examples = {task: t.get("examples", 0) for task, t in first["tasks"].items()}
+    entries = [(t["cluster"], task, "tasks", task, examples[task]) for task, t in first["tasks"].items()]
+    entries += [
+        (cluster, "(mean)", "clusters", cluster, sum(n for task, n in examples.items() if first["tasks"][task]["cluster"] == cluster))
+        for cluster in first["clusters"]
+    ]
+    for cluster, label, level, key, count in entries:
         for metric in [m for m in ("accuracy", *GENERATION_METRICS) if m in first[level][key]]:
             values = [results[n][level][key][metric] for n in names]
             gain = [f"{values[1] - values[0]:+.1f}"] if len(values) == 2 else []
-            lines.append([cluster, label, metric, *(f"{v:.1f}" for v in values), *gain])
+            lines.append([cluster, label, str(count), metric, *(f"{v:.1f}" for v in values), *gain])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
 
@@ -307,4 +311,5 @@ def evaluate(config: EvalConfig, log: Callable[[str], None] = print) -> dict[str
     out = {"split": eval_split(manifest), "clusters": list(clusters), "checkpoint": checkpoint and checkpoint.path, "results": results, "table": table}
     if config.output:
         ckpt_lib.write_json(config.output, out)
+        log(f"results: {config.output}")
     return out

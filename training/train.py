@@ -8,6 +8,7 @@ model, optimizer and the exact data position.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import time
@@ -286,12 +287,23 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict[str, 
             stats.add(batch, float(logs["loss"]), time.perf_counter() - t0)
             if step % config.log_every == 0 or step == config.steps:
                 log_scalars(writer, step, stats, batch)
-                log(f"step {step}: loss {stats.losses[-1]:.4f}, padding {batch.padding_fraction:.1%}")
+                log(step_line(step, config.steps, stats, batch.padding_fraction))
             if step % config.checkpoint_every == 0 or step == config.steps:
-                ckpt_lib.save_checkpoint(config.output, step, plan.lm.keras_model, mixture.state(), config.keep_checkpoints)
+                saved = ckpt_lib.save_checkpoint(config.output, step, plan.lm.keras_model, mixture.state(), config.keep_checkpoints)
+                log(f"checkpoint: {saved.path}")
     metrics = summarize(plan, stats, mixture, step)
-    ckpt_lib.write_json(os.path.join(config.output, "metrics.json"), metrics)
+    metrics_path = os.path.join(config.output, "metrics.json")
+    ckpt_lib.write_json(metrics_path, metrics)
+    log(f"metrics: {metrics_path}; curves: tensorboard --logdir {os.path.join(config.output, 'logs')}")
     return metrics
+
+
+def step_line(step: int, steps: int, stats: RunStats, padding: float) -> str:
+    """`step 160/200: loss 5.09, 4,321 tokens/s, padding 58%, ETA 0:00:12` (rates over the run so far)."""
+    per_step = stats.seconds / max(len(stats.losses), 1)
+    eta = datetime.timedelta(seconds=round(per_step * (steps - step)))
+    rate = stats.real_tokens / stats.seconds if stats.seconds else 0.0
+    return f"step {step}/{steps}: loss {stats.losses[-1]:.4f}, {rate:,.0f} tokens/s, padding {padding:.1%}, ETA {eta}"
 
 
 def log_scalars(writer: Any, step: int, stats: RunStats, batch: Any) -> None:
