@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import sys
 import tempfile
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+from apache_beam.options.pipeline_options import PipelineOptions, WorkerOptions, _BeamArgumentParser
 from apache_beam.runners.runner import PipelineResult
 
 from flanforge.beam_pipelines.balance import shard_quotas
@@ -23,6 +24,7 @@ from flanforge.beam_pipelines.pipeline import BuildPlan, build_pipeline
 from flanforge.beam_pipelines.progress import ProgressOptions, progress_display, progress_wanted
 from flanforge.beam_pipelines.render import CompiledTask
 from flanforge.beam_pipelines.runners import (
+    DATAFLOW,
     DIRECT,
     announce_job,
     check_launch,
@@ -132,6 +134,45 @@ class BuildRun:
 
     result: PipelineResult
     manifest: Manifest | None  # None when the job was only translated (--dry_run) or not waited for (--no_wait_until_finish)
+    summary: tuple[str, ...] = ()  # a dry run: what would be submitted (dry_run_summary)
+
+
+JOB_GRAPH_FILE = "flanforge-dry-run-job.pbtxt"
+
+
+def dry_run_summary(pipeline: beam.Pipeline, result: PipelineResult, options: PipelineOptions, plan: BuildPlan, graph_path: str) -> tuple[str, ...]:
+    """What a translated job would do: its steps, tasks, reads, output layout and workers; and the
+    job graph (Beam's pipeline proto, as text) written to `graph_path` for a closer look."""
+    from google.protobuf import text_format
+
+    job = getattr(result, "job", None)
+    proto = job.proto_pipeline if job is not None and getattr(job, "proto_pipeline", None) is not None else pipeline.to_runner_api()
+    with open(graph_path, "w", encoding="utf-8") as f:
+        f.write(text_format.MessageToString(proto))
+    transforms = proto.components.transforms
+    # Beam wraps the pipeline in one root; its children are the stages build_pipeline composed
+    children = [c for r in proto.root_transform_ids for c in transforms[r].subtransforms] or list(proto.root_transform_ids)
+    steps = [transforms[c].unique_name for c in children]
+    shards = [s for name in plan.shards for s in plan.shards[name]]
+    clusters = sorted({t.cluster for t in plan.tasks})
+    layout = plan.layout.counts
+    by_split: dict[str, int] = {}
+    for key, n in layout.items():
+        by_split[key.split("/", 1)[0]] = by_split.get(key.split("/", 1)[0], 0) + n
+    workers = options.view_as(WorkerOptions)
+    lines = [
+        f"  steps: {len(steps)} top-level ({', '.join(steps)})",
+        f"  tasks: {len(plan.tasks)} in {len(clusters)} clusters ({', '.join(clusters)})",
+        f"  reads: {len(shards)} read shards, {sum(s.file_bytes for s in shards) / 1e6:,.1f} MB of files (hub and sample sources not counted)",
+        "  output: " + ", ".join(f"{split} {n} shards" for split, n in sorted(by_split.items())) + f" per format, over {len(layout)} split/cluster folders",
+    ]
+    if runner_kind(options) == DATAFLOW:
+        lines.append(
+            f"  workers: max {workers.max_num_workers or 'Dataflow default'}, machine {workers.machine_type or 'Dataflow default'}, "
+            f"disk {workers.disk_size_gb or 'default'} GB"
+        )
+    lines.append(f"  job graph: {graph_path}")
+    return tuple(lines)
 
 
 def run_build(config: BuildConfig, options: PipelineOptions, err: TextIO | None = None) -> BuildRun:
@@ -169,7 +210,9 @@ def _run_planned(config: BuildConfig, options: PipelineOptions, plan: BuildPlan,
     finished = waits_for_job(options) and not translate_only
     if finished:
         delete_tree(join_path(config.output, SPILL_DIR))  # scratch spill files: the shards are written
-    return BuildRun(result, read_manifest(config.output) if finished else None)
+    graph = os.path.join(tempfile.gettempdir(), JOB_GRAPH_FILE)
+    summary = dry_run_summary(pipeline, result, options, plan, graph) if translate_only else ()
+    return BuildRun(result, read_manifest(config.output) if finished else None, summary)
 
 
 def print_summary(manifest: Manifest, out: TextIO) -> None:
@@ -260,6 +303,8 @@ def run_build_cli(argv: list[str], out: TextIO = sys.stdout, err: TextIO | None 
         return 1
     if run.manifest is None:
         print(unfinished_note(options, config.output), file=out)
+        for line in run.summary:
+            print(line, file=out)
         return 0
     print_summary(run.manifest, out)
     return 0

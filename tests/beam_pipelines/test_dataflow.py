@@ -195,7 +195,13 @@ def test_cli_dry_run_says_so_and_leaves_the_previous_output(gcs_emulator, capsys
     out = io.StringIO()
     argv = [*DATAFLOW, "--demo", "--tasks", "rte", "--output", f"gs://{bucket}/out", "--dry_run=True"]
     assert run_build_cli(argv, out) == 0, capsys.readouterr().err
-    assert out.getvalue() == f"dry run: the dataflow job was translated, not run; gs://{bucket}/out was left as it was\n"
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"dry run: the dataflow job was translated, not run; gs://{bucket}/out was left as it was"
+    assert lines[1].startswith("  steps: ") and "Render" in lines[1] and "WriteShards" in lines[1] and "Publish" in lines[1]
+    assert lines[2] == "  tasks: 1 in 1 clusters (nli)" and lines[3].startswith("  reads: 1 read shards")
+    assert lines[4].startswith("  output: train 1 shards per format") and lines[5].startswith("  workers: max ")
+    graph = lines[6].removeprefix("  job graph: ")
+    assert graph.startswith(str(tmp_path)) and "WriteShards" in open(graph).read()
     assert storage.Client.create_anonymous_client().bucket(bucket).blob("out/manifest.json").download_as_bytes() == b"{}"
 
 
