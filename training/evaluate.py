@@ -24,7 +24,7 @@ from flanforge.training.data import check_clusters, eval_split, open_corpus, rea
 from flanforge.training.devices import DataParallel, detect, use_precision
 from flanforge.training.errors import TrainingInputError
 from flanforge.training.features import BatchLayout, TokenizedExample, make_batch, tokenize, tokenize_all
-from flanforge.training.model import TINY, LanguageModel, ModelSettings, check_preset
+from flanforge.training.model import TINY, LanguageModel, ModelSettings, resolve_preset
 from flanforge.training.tokenizer import Tokenizer, load_tokenizer, train_tiny_tokenizer
 from flanforge.training.train import TINY_TOKENIZER_FILE, corpus_texts, load_model
 
@@ -267,8 +267,8 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
 def _settings(config: EvalConfig) -> tuple[dict[str, Any], ckpt_lib.Checkpoint | None, str | None, tuple[str, ...]]:
     """(model settings, checkpoint, tokenizer path, clusters) from a run directory or the flags."""
     if config.checkpoint == "none":
-        check_preset(config.preset)
         settings = {k: v for k, v in asdict(config).items() if k in ("model", "preset", "seq_len_inputs", "seq_len_targets", "seed")}
+        settings["preset"] = resolve_preset(config.preset)
         return {**settings, "learning_rate": 1e-4}, None, config.tokenizer, config.clusters
     run_dir, ckpt = ckpt_lib.resolve_checkpoint(config.checkpoint)
     run = ckpt_lib.read_run(run_dir)

@@ -41,22 +41,37 @@ class ModelConfigError(TrainingInputError):
     """The model cannot be built as asked (unknown preset, vocabulary or length mismatch)."""
 
 
-def check_preset(preset: str) -> None:
-    """Fail early on a preset that is neither `tiny`, an existing local directory, nor a remote handle."""
+def resolve_preset(preset: str) -> str:
+    """The preset as the trainer loads it: `tiny`, a remote handle, or a local directory. A
+    KerasHub preset name (`t5_small_multi`) is downloaded once into the local Kaggle cache and its
+    directory returned, so the model and its own vocabulary come from the same files; offline,
+    that fails at once with what to do instead. Anything else fails early, in one line."""
     if preset == TINY or is_remote(preset):
-        return
+        return preset
     if os.sep in preset or preset.startswith(".") or os.path.exists(preset):
         if not os.path.isdir(preset):
             raise ModelConfigError(f"--preset {preset}: no such directory (a KerasHub preset saved with save_to_preset)")
-        return
+        return preset
     import keras_hub
 
-    known = set(keras_hub.models.Backbone.presets)
+    known = keras_hub.models.Backbone.presets
     if preset not in known:
         raise ModelConfigError(
             f"--preset {preset}: not 'tiny', not a local directory, and not a KerasHub preset name "
             "(see keras_hub.models.Backbone.presets)"
         )
+    handle = known[preset].get("kaggle_handle", "")
+    try:
+        import kagglehub
+
+        return kagglehub.model_download(handle.removeprefix("kaggle://"))
+    except Exception as e:  # kagglehub/requests raise many types; all mean "could not fetch it here"
+        raise ModelConfigError(
+            f"--preset {preset}: the KerasHub preset ({handle}) could not be downloaded ({type(e).__name__}); "
+            f"on a machine with network, save it with keras_hub.models.Backbone.from_preset({preset!r}).save_to_preset(DIR) "
+            f"(and its tokenizer with keras_hub.tokenizers.Tokenizer.from_preset({preset!r}).save_to_preset(DIR)), "
+            "then pass --preset DIR"
+        ) from None
 
 
 def check_fits(backbone: Any, vocab_size: int, max_length: int) -> None:

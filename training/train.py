@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 from flanforge.schemas.files import is_remote
@@ -34,7 +34,7 @@ from flanforge.training.data import (
 from flanforge.training.devices import Accelerator, DataParallel, detect, use_precision
 from flanforge.training.errors import TrainingInputError
 from flanforge.training.features import BatchLayout, SequenceLengths, TokenizedExample, TokenizedMixture, make_batch, next_batch
-from flanforge.training.model import TINY, LanguageModel, ModelSettings, build_model, check_preset
+from flanforge.training.model import TINY, LanguageModel, ModelSettings, build_model, resolve_preset
 from flanforge.training.tokenizer import Tokenizer, load_tokenizer, train_tiny_tokenizer
 
 TOKENIZER_DIR = "tokenizer"
@@ -207,7 +207,7 @@ def load_model(
 
 def prepare(config: TrainConfig) -> Plan:
     """Every check and load that can fail on bad input, in order of cost; nothing is trained."""
-    check_preset(config.preset)
+    config = replace(config, preset=resolve_preset(config.preset))
     manifest = open_corpus(config.data, config.fmt)
     check_clusters(manifest, config.holdout_clusters)
     shards = train_shards(manifest, config.fmt, config.holdout_clusters)

@@ -132,3 +132,22 @@ def test_help_lists_the_flags(capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     for flag in ("--holdout-clusters", "--rate-cap", "--temperature", "--resume", "--seq-len-targets", "KERAS_BACKEND"):
         assert flag in out
+
+
+def test_a_kerashub_preset_name_resolves_to_its_downloaded_directory_or_says_what_to_do(monkeypatch, tmp_path):
+    import kagglehub
+
+    from flanforge.training.errors import TrainingInputError
+    from flanforge.training.model import resolve_preset
+
+    fetched = []
+    monkeypatch.setattr(kagglehub, "model_download", lambda handle: fetched.append(handle) or str(tmp_path))
+    assert resolve_preset("t5_small_multi") == str(tmp_path) and fetched == ["keras/t5/keras/t5_small_multi/3"]
+
+    def offline(handle):
+        raise ConnectionError("Failed to resolve 'api.kaggle.com'")
+
+    monkeypatch.setattr(kagglehub, "model_download", offline)
+    with pytest.raises(TrainingInputError, match=r"--preset t5_small_multi: the KerasHub preset \(kaggle://keras/t5/keras/t5_small_multi/3\) could not be downloaded \(ConnectionError\).*then pass --preset DIR"):
+        resolve_preset("t5_small_multi")
+    assert resolve_preset("tiny") == "tiny" and resolve_preset(str(tmp_path)) == str(tmp_path)
