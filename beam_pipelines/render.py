@@ -1,10 +1,11 @@
 """Rendering: one source row through the templates of its task, in a Jinja sandbox.
 
-Templates come from contributors, so they are untrusted: they run in Jinja's
-ImmutableSandboxedEnvironment (no attribute tricks, no mutation, no file loader, so no
-include/import), with StrictUndefined (a misspelt variable is an error, not an empty string) and a
-bound on output length. They are compiled once per `CompiledTask` (once per worker in Beam), never
-per row. Nothing here imports Beam: `render_shard.py` drives it over a read shard, and the DoFn in
+Templates come from contributors, so they are untrusted: they run in `sandbox.BoundedSandbox`,
+Jinja's ImmutableSandboxedEnvironment (no attribute tricks, no mutation, no file loader, so no
+include/import) bounded in time and memory (docs/SECURITY.md), with StrictUndefined (a misspelt
+variable is an error, not an empty string), a bound on output length, and no null printed as the
+word None. They are compiled once per `CompiledTask` (once per worker in Beam), never per row.
+Nothing here imports Beam: `render_shard.py` drives it over a read shard, and the DoFn in
 `transforms.py` is a thin wrapper around that.
 """
 from __future__ import annotations
@@ -13,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import jinja2
-from jinja2 import meta
 from jinja2.nodes import EvalContext
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from flanforge.beam_pipelines import sandbox
 from flanforge.beam_pipelines.catalog import SpecError, TaskSpec, TemplateSpec
 from flanforge.beam_pipelines.hashing import content_hash, seeded_hash
+from flanforge.beam_pipelines.sandbox import RENDER_TIME_BUDGET_S, BoundedSandbox, SandboxRefusal, short_repr
 from flanforge.beam_pipelines.text_filters import TEXT_FILTERS
 from flanforge.schemas.records import NO_ANSWER, Record
 
@@ -34,10 +35,10 @@ class RenderError(ValueError):
     """A template failed on one row; the message names the template and field."""
 
 
-def make_environment() -> ImmutableSandboxedEnvironment:
+def make_environment() -> BoundedSandbox:
     # trim_blocks/lstrip_blocks let templates written as YAML block scalars use {% if %} lines
     # without leaving stray blank lines behind.
-    env = ImmutableSandboxedEnvironment(
+    env = BoundedSandbox(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         trim_blocks=True,
@@ -46,6 +47,12 @@ def make_environment() -> ImmutableSandboxedEnvironment:
     )
     env.filters.update(TEXT_FILTERS)  # unescape_html, normalize_space, detokenize, regex_replace (docs/FILTERS.md)
     return env
+
+
+def _failure_text(e: Exception) -> str:
+    """A render failure as a dead letter reads it: the sandbox's refusals and our own errors as
+    they are, anything else with its type."""
+    return str(e) if isinstance(e, (RenderError, SandboxRefusal)) else f"{type(e).__name__}: {e}"
 
 
 class _ContextMaker:
@@ -83,35 +90,63 @@ class _ContextMaker:
 
 
 class CompiledTemplate:
-    """A compiled Jinja template with a fast, exact render path and a bound on its output length."""
+    """A compiled Jinja template with a fast, exact render path, a bound on its output length and
+    a time budget (`budget_s`, wall clock) per render.
 
-    def __init__(self, env: jinja2.Environment, source: str, name: str):
+    Compiling refuses (TemplateSyntaxError) what sandbox.compile_template refuses: sources over
+    sandbox.MAX_SOURCE_CHARS, deep nesting, huge integer literals, and whatever makes Python's own
+    compiler fail."""
+
+    def __init__(self, env: jinja2.Environment, source: str, name: str, budget_s: float = RENDER_TIME_BUDGET_S):
         self.name = name
-        self._context = _ContextMaker(env, env.from_string(source), name)
-        self.variables = frozenset(meta.find_undeclared_variables(env.parse(source)))
+        compiled = sandbox.compile_template(env, source)
+        self._context = _ContextMaker(env, compiled.template, name)
+        self.variables = compiled.variables
+        self._budgeted = compiled.budgeted  # loops, calls or growing operations: deadline and allowances apply
+        self.budget_s = budget_s
 
     def render(self, variables: Mapping[str, Any], max_chars: int = MAX_OUTPUT_CHARS) -> str:
         parts: list[str] = []
         size = 0
-        for chunk in self._context.run(variables)[1]:
-            size += len(chunk)
-            if size > max_chars:
-                raise RenderError(f"output is longer than {max_chars} characters")
-            parts.append(chunk)
+        budgeted = self._budgeted
+        if budgeted:
+            sandbox.begin_render(self.budget_s)
+        try:
+            for chunk in self._context.run(variables)[1]:
+                size += len(chunk)
+                if size > max_chars:
+                    raise RenderError(f"output is longer than {max_chars} characters")
+                parts.append(chunk)
+        finally:
+            if budgeted:
+                sandbox.end_render()
         return "".join(parts).strip()
 
 
 class CompiledExpression:
-    """A compiled Jinja expression (`Environment.compile_expression`), called with a mapping."""
+    """A compiled Jinja expression (as `Environment.compile_expression`), called with a mapping,
+    within the same compile limits and time budget as templates."""
 
-    def __init__(self, env: jinja2.Environment, source: str):
-        self._context = _ContextMaker(env, env.compile_expression(source, undefined_to_none=False)._template, None)
+    def __init__(self, env: jinja2.Environment, source: str, budget_s: float = RENDER_TIME_BUDGET_S):
+        compiled = sandbox.compile_expression(env, source)
+        self._context = _ContextMaker(env, compiled.template, None)
+        self._budgeted = compiled.budgeted
+        self.budget_s = budget_s
 
     def __call__(self, variables: Mapping[str, Any]) -> Any:
-        ctx, events = self._context.run(variables)
-        for _ in events:
-            pass
-        return ctx.vars["result"]
+        if not self._budgeted:
+            ctx, events = self._context.run(variables)
+            for _ in events:
+                pass
+            return ctx.vars["result"]
+        sandbox.begin_render(self.budget_s)
+        try:
+            ctx, events = self._context.run(variables)
+            for _ in events:
+                pass
+            return ctx.vars["result"]
+        finally:
+            sandbox.end_render()
 
 
 @dataclass(frozen=True)
@@ -172,14 +207,16 @@ class CompiledTask:
             try:
                 return CompiledExpression(env, source)
             except jinja2.TemplateSyntaxError as e:
-                problems.append(f"{spec.path}: {where}: {e.message} in expression {source!r}")
+                shown = source if len(source) <= 200 else source[:199] + "…"
+                problems.append(f"{spec.path}: {where}: {e.message} in expression {shown!r}")
                 return lambda _: None
 
         def template(t: TemplateSpec, field_name: str, source: str) -> CompiledTemplate | None:
             try:
                 return CompiledTemplate(env, source, f"{spec.name}/{t.id}/{field_name}")
             except jinja2.TemplateSyntaxError as e:
-                problems.append(f"{spec.path}: template {t.id} field {field_name}: line {e.lineno}: {e.message}")
+                line = f"line {e.lineno}: " if e.lineno else ""  # 0: the whole source (its size, or Python's compiler)
+                problems.append(f"{spec.path}: template {t.id} field {field_name}: {line}{e.message}")
                 return None
 
         self._derived = [(n, expression(src, f"field derived/{n}")) for n, src in spec.derived.items()]
@@ -208,7 +245,7 @@ class CompiledTask:
         try:
             return bool(expr(variables))
         except Exception as e:  # contributed code: a failure of this application, never a crash
-            raise RenderError(f"template {self.spec.templates[template_index].id} field filter: {type(e).__name__}: {e}") from None
+            raise RenderError(f"template {self.spec.templates[template_index].id} field filter: {_failure_text(e)}") from None
 
     def prepare(self, raw: Mapping[str, Any]) -> dict[str, Any] | None:
         """Map a source row to template variables; None when a spec filter drops it."""
@@ -235,7 +272,7 @@ class CompiledTask:
         try:
             return expr(variables)
         except Exception as e:  # any failure of contributed code is a row problem, never a crash
-            raise RowError(f"{where}: {type(e).__name__}: {e}") from None
+            raise RowError(f"{where}: {_failure_text(e)}") from None
 
     def _attach_answer(self, variables: dict[str, Any]) -> None:
         answers = self.spec.answers
@@ -245,17 +282,17 @@ class CompiledTask:
         else:
             options = self._evaluate(self._options_expr, variables, "answers/options")
             if not isinstance(options, (list, tuple)) or not options or not all(isinstance(o, str) for o in options):
-                raise RowError(f"answers/options: expected a non-empty list of strings, got {options!r}")
+                raise RowError(f"answers/options: expected a non-empty list of strings, got {short_repr(options)}")
             options = list(options)
         label = self._evaluate(self._label_expr, variables, "answers/label")
         if isinstance(label, str):
             if label not in options:
-                raise RowError(f"answers/label: {label!r} is not one of the options {options!r}")
+                raise RowError(f"answers/label: {short_repr(label)} is not one of the options {short_repr(options)}")
             index = options.index(label)
         elif isinstance(label, int) and 0 <= label < len(options):
             index = label
         else:
-            raise RowError(f"answers/label: {label!r} is not an index into the {len(options)} options")
+            raise RowError(f"answers/label: {short_repr(label)} is not an index into the {len(options)} options")
         variables["options"] = options
         variables["answer_index"] = index
         variables["answer"] = options[index]
@@ -269,8 +306,7 @@ class CompiledTask:
             try:
                 text = compiled.render(variables, self.max_chars)
             except Exception as e:  # untrusted template: report, never crash the build
-                message = str(e) if isinstance(e, RenderError) else f"{type(e).__name__}: {e}"
-                raise RenderError(f"template {spec.id} field {field_name}: {message}") from None
+                raise RenderError(f"template {spec.id} field {field_name}: {_failure_text(e)}") from None
             if not text:
                 raise RenderError(f"template {spec.id} field {field_name}: rendered empty")
             texts.append(text)

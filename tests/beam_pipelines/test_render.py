@@ -179,3 +179,73 @@ def test_few_shot_render_prefixes_exemplars_with_the_same_template():
     assert (r.targets, r.template_type) == ("no", "few_shot")
     with pytest.raises(RenderError, match="no exemplars"):
         render_few_shot(t, t.prepare({"a": "x", "label": 1}), Application(0, None, True), [], k=2, separator="\n\n")
+
+
+# --- the bounded sandbox renders what Jinja's own sandbox renders ---------------------------------
+
+SANDBOX_TEMPLATES = [
+    "{{ a }}|{{ n }}|{{ items }}|{{ (a, n) }}|{{ {'k': n} }}|{{ 2.5 }}|{{ true }}",
+    "{{ a ~ b ~ n }}{{ [a, b] | join('/') }}{{ items | join(', ') }}",
+    "{{ a + b }}{{ n + 3 }}{{ n * 3 }}{{ a * 2 }}{{ items * 2 }}{{ n ** 3 }}{{ 2 ** n }}{{ n % 3 }}{{ '%s=%05.1f' % (a, n) }}",
+    "{{ a | trim | upper }}{{ b | lower | title | capitalize }}{{ a | replace('a', 'bb') }}{{ b | replace('', '-', 2) }}",
+    "{{ a | center(9) }}{{ a | indent(2, true) }}{{ '%s-%d' | format(a, n) }}{{ a | wordwrap(5) }}{{ a | truncate(12) }}",
+    "{{ a | string | length }}{{ items | tojson }}{{ a | tojson }}{{ items | pprint }}{{ a | e }}{{ a | forceescape }}{{ a | urlencode }}",
+    "{{ items | map('upper') | join }}{{ items | select('string') | list }}{{ items | reject('in', [a]) | list }}{{ items | batch(2, 'x') | list }}",
+    "{{ items | slice(2) | list }}{{ [[1], [2, 3]] | sum(start=[]) }}{{ items | sort | first }}{{ items | unique | list }}{{ items | wordcount }}",
+    "{% for x in items %}{{ loop.index }}:{{ x }}{{ loop.cycle('-', '+') }}{% else %}none{% endfor %}",
+    "{% for x in range(n) if x is odd %}{{ x }}{% endfor %}{% for x in items | map('length') %}{{ x }}{% endfor %}",
+    "{% for k, v in {'a': a, 'b': b} | dictsort %}{{ k }}={{ v }};{% endfor %}",
+    "{% for x in range(n * 30) %}{{ loop.length - loop.index }}{% if loop.last %}!{% endif %}{% endfor %}"
+    "{% for x in range(n * 30) | map('string') %}{{ x }}{{ loop.revindex }}{% endfor %}",
+    "{% for x in [items, [a, [b]]] recursive %}[{% if x is string %}{{ x }}{% else %}{{ loop(x) }}{% endif %}]{% endfor %}",
+    "{% macro m(x, y='d') %}<{{ x }}|{{ y }}>{% endmacro %}{% macro c(z) %}[{{ z }}{{ caller() }}]{% endmacro %}{{ m(a) }}{{ m(b, n) }}"
+    "{% call c(a) %}in{{ b }}{% endcall %}",
+    "{% set s %}{{ a }}{{ b }}{% endset %}{{ s | length }}{% filter upper %}{{ a }}x{% endfilter %}",
+    "{% set ns = namespace(t='') %}{% for x in items %}{% set ns.t = ns.t ~ x %}{% endfor %}{{ ns.t }}",
+    "{{ a.center(7, '*') }}{{ a.ljust(4) }}{{ b.rjust(4) }}{{ a.zfill(5) }}{{ ('x\\ty').expandtabs(4) }}{{ a.replace('a', 'c') }}",
+    "{{ ', '.join(items) }}{{ '{}-{:>4}-{k}'.format(a, n, k=b) }}{{ '{x}'.format_map({'x': a}) }}{{ a.translate({97: 'AA'}) }}",
+    "{{ a if n > 2 else b }}{{ n is divisibleby 2 }}{{ a in items }}{{ items | length > n }}{{ (n).to_bytes(2, 'big') }}",
+    "{{ dict(x=a, y=items) }}{{ {}.fromkeys(items, n) }}{{ cycler(a, b).next() }}{{ [a, [b, items]] }}",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(SANDBOX_TEMPLATES),
+    st.text(max_size=12),
+    st.text(max_size=12),
+    st.integers(0, 6),
+    st.lists(st.text(max_size=5), max_size=4),
+)
+def test_bounded_sandbox_renders_like_jinjas_own(source, a, b, n, items):
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from flanforge.beam_pipelines.text_filters import TEXT_FILTERS
+
+    plain = ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False
+    )
+    plain.filters.update(TEXT_FILTERS)
+    values = {"a": a, "b": b, "n": n, "items": items}
+
+    def outcome(env):
+        try:
+            return env.from_string(source).render(values)
+        except Exception as e:  # the same failure on both sides counts as the same outcome
+            return type(e).__name__
+
+    assert outcome(make_environment()) == outcome(plain)
+
+
+def test_template_compile_failures_without_a_line_say_so():
+    with pytest.raises(SpecError, match=r"^t.yaml: template t_01 field inputs: nested too deeply to compile \(too many statically nested blocks\)$"):
+        task([{"id": "t_01", "inputs": "{% for x in a %}" * 25 + "{% endfor %}" * 25, "targets": "{{ answer }}"}])
+
+
+def test_sandbox_refusals_are_dead_letters_without_a_type_name():
+    t = task([{"id": "t_01", "inputs": "{{ a * 10**9 }}", "targets": "{{ answer }}"}], derived={"b": "a * 10**9"})
+    with pytest.raises(RowError, match=r"^derived/b: '\*' repeating a text of 1 characters 1000000000 times"):
+        t.prepare({"a": "x", "label": 0})
+    t = task([{"id": "t_01", "inputs": "{{ a * 10**9 }}", "targets": "{{ answer }}"}])
+    with pytest.raises(RenderError, match=r"^template t_01 field inputs: '\*' repeating a text"):
+        t.render(t.prepare({"a": "x", "label": 0}), 0)
