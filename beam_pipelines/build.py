@@ -17,6 +17,7 @@ from apache_beam.runners.runner import PipelineResult
 from flanforge.beam_pipelines.balance import shard_quotas
 from flanforge.beam_pipelines.catalog import SpecError, load_catalog
 from flanforge.beam_pipelines.config import BuildConfig
+from flanforge.beam_pipelines.contamination import SIDE_INPUT_MAX_BYTES, external_shards
 from flanforge.beam_pipelines.incremental import SPILL_DIR, CachePlan, plan_cache, task_fingerprint
 from flanforge.beam_pipelines.layout import plan_layout, profile_task
 from flanforge.beam_pipelines.options import BuildOptions
@@ -36,7 +37,7 @@ from flanforge.beam_pipelines.runners import (
 from flanforge.beam_pipelines.lock import output_lock
 from flanforge.beam_pipelines.manifest import AccountingError, DataQualityError
 from flanforge.beam_pipelines.publish import recover
-from flanforge.beam_pipelines.sources import SourceError, plan_reads
+from flanforge.beam_pipelines.sources import SourceError, SourceShard, plan_reads
 from flanforge.beam_pipelines.storage import UNREACHABLE, delete_tree, unreachable
 from flanforge.schemas.files import join_path
 from flanforge.schemas.manifest import COUNTERS, MANIFEST_NAME, VERSION, Manifest, read_manifest
@@ -111,7 +112,16 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     fingerprints = {
         t.name: task_fingerprint(t, shards[t.name], settings, VERSION, layout=layout, quotas=quotas) for t in tasks
     }
-    return BuildPlan(tasks, shards, tuple(sorted(excluded)), fingerprints, layout, quotas)
+    external: list[tuple[SourceShard, str]] = []
+    for number, argument in enumerate(config.decontaminate_against):
+        against, field = external_shards(argument, number)
+        external += [(s, field) for s in against]
+    evaluation_bytes = sum(s.file_bytes for split_shards in shards.values() for s in split_shards if s.split != "train")
+    evaluation_bytes += sum(s.file_bytes for s, _ in external)
+    return BuildPlan(
+        tasks, shards, tuple(sorted(excluded)), fingerprints, layout, quotas,
+        external=tuple(external), contamination_join=evaluation_bytes > SIDE_INPUT_MAX_BYTES,
+    )
 
 
 def prepare_output(config: BuildConfig, plan: BuildPlan, err: TextIO) -> CachePlan:
@@ -226,12 +236,31 @@ def print_summary(manifest: Manifest, out: TextIO) -> None:
     print(
         f"{len(manifest.tasks)} tasks: read {totals['read']} rows ({totals['read_errors']} unreadable), "
         f"{totals['template_applications']} template applications -> written {totals['written']}, "
-        f"duplicates {totals['duplicates']}, capped {totals['capped']}, failed {totals['failed']}"
+        f"duplicates {totals['duplicates']}, "
+        + "".join(f"{c.replace('_', '-')} {totals[c]}, " for c in ("near_duplicates", "contaminated") if totals[c])
+        + f"capped {totals['capped']}, failed {totals['failed']}"
         + (f", skipped by template filters {totals['skipped']}" if totals["skipped"] else ""),
         file=out,
     )
     for line in task_table(manifest):
         print(line, file=out)
+    for line in contamination_lines(manifest):
+        print(line, file=out)
+
+
+def contamination_lines(manifest: Manifest) -> list[str]:
+    """What the contamination check found, in a line or two (the per-task table is in the manifest)."""
+    report = manifest.contamination
+    if not report:
+        return []
+    found = {t: c for t, c in report["tasks"].items() if c["contaminated"]}
+    checked = sum(c["checked"] for c in report["tasks"].values())
+    if not found:
+        return [f"contamination: none of {checked} train examples found in evaluation data ({report['ngram_words']}-word n-grams)"]
+    total = sum(c["contaminated"] for c in found.values())
+    what = "removed" if report["decontaminated"] else "kept (--decontaminate removes them)"
+    tasks = ", ".join(f"{t} {c['contaminated']}" for t, c in sorted(found.items(), key=lambda kv: -kv[1]["contaminated"])[:5])
+    return [f"contamination: {total} of {checked} train examples found in evaluation data, {what}: {tasks}"]
 
 
 TABLE_COUNTERS = ("read", "template_applications", "written", "duplicates", "capped", "failed")

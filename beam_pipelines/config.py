@@ -9,10 +9,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from flanforge.beam_pipelines.render import RenderSettings, TemplateMode
+from flanforge.beam_pipelines.sketch import NearDedupParams
 from flanforge.schemas.records import DEFAULT_FORMATS, FORMATS
 
 DEFAULT_TARGET_SHARD_BYTES = 128 << 20
 DEFAULT_SEED = 0
+DEFAULT_CONTAMINATION_NGRAM = 13  # words, as GPT-3's decontamination
 DEFAULT_MAX_ERROR_RATE = 0.01
 DEFAULT_MIXING_RATE_CAP = 3000  # FLAN: a task's mixing weight is min(n_train_examples, 3000)
 OPTIONS_VARIANTS = ("template", "both")
@@ -39,6 +41,13 @@ class BuildConfig:
     few_shot_separator: str = "\n\n"
     incremental: bool = True  # reuse unchanged tasks' rendered records from the output's cache
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE  # above it (unreadable or failed) a task fails the build
+    near_dedup: bool = False  # drop examples that nearly repeat another of their split (near_dedup.py)
+    near_dedup_ngram: int = NearDedupParams.ngram
+    near_dedup_threshold: float = NearDedupParams.threshold
+    near_dedup_bands: str = f"{NearDedupParams.bands}x{NearDedupParams.rows}"  # LSH bands x rows per band
+    contamination_ngram: int = DEFAULT_CONTAMINATION_NGRAM  # 0: no contamination check
+    decontaminate: bool = False  # drop train examples found in evaluation data (contamination.py)
+    decontaminate_against: tuple[str, ...] = ()  # external evaluation sets, PATH[#field=NAME]
 
     def __post_init__(self) -> None:
         if not self.output:
@@ -57,6 +66,11 @@ class BuildConfig:
             raise ValueError("--few-shot must be 0 (off) or a number of exemplars")
         if not 0 <= self.max_error_rate <= 1:
             raise ValueError(f"--max-error-rate {self.max_error_rate}: a share between 0 and 1 (e.g. 0.01)")
+        if self.near_dedup_ngram < 1 or not 0 < self.near_dedup_threshold <= 1:
+            raise ValueError("--near-dedup-ngram must be at least 1 and --near-dedup-threshold a Jaccard similarity in (0, 1]")
+        self.near_dedup_params  # checks --near-dedup-bands
+        if self.contamination_ngram < 0 or (self.decontaminate or self.decontaminate_against) and not self.contamination_ngram:
+            raise ValueError("--contamination-ngram must be a number of words (0 turns the check off, which --decontaminate needs)")
         if self.mixing_rate_cap < 1:
             raise ValueError("--mixing-rate-cap must be at least 1")
 
@@ -67,9 +81,16 @@ class BuildConfig:
             few_shot=self.few_shot, few_shot_separator=self.few_shot_separator, demo=self.demo,
         )
 
+    @property
+    def near_dedup_params(self) -> NearDedupParams:
+        bands, x, rows = self.near_dedup_bands.partition("x")
+        if not (x and bands.isdigit() and rows.isdigit() and int(bands) > 0 and int(rows) > 0):
+            raise ValueError(f"--near-dedup-bands {self.near_dedup_bands}: BANDSxROWS, e.g. 20x6")
+        return NearDedupParams(ngram=self.near_dedup_ngram, bands=int(bands), rows=int(rows), threshold=self.near_dedup_threshold)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for key in ("tasks", "clusters", "formats", "holdout_clusters"):
+        for key in ("tasks", "clusters", "formats", "holdout_clusters", "decontaminate_against"):
             d[key] = list(d[key])
         return d
 

@@ -62,10 +62,14 @@ def summary_parts(summary: HashSummary, parts: int = HASH_PARTS) -> Iterator[tup
         )
 
 
-def decide(element: tuple[tuple[str, int], Iterable[HashSummary]], clusters: Mapping[str, str]) -> list[beam.pvalue.TaggedOutput]:
+def decide(
+    element: tuple[tuple[str, int], Iterable[HashSummary]], clusters: Mapping[str, str], removed: Mapping[tuple[str, str, str], Any] | None = None
+) -> list[beam.pvalue.TaggedOutput]:
     """Cross-cluster winners and surviving capped candidates of one (split, hash range).
 
-    `clusters` maps every task of the build to its cluster; task names order the copies."""
+    `clusters` maps every task of the build to its cluster; task names order the copies.
+    `removed`: (split, task, example id) of examples dropped as near-duplicates or contaminated,
+    which the cap must not count on."""
     (split, _), summaries = element
     summaries = [s for s in summaries if len(s.hi)]
     has_candidates = any(len(s.candidate_index) for s in summaries)
@@ -92,14 +96,15 @@ def decide(element: tuple[tuple[str, int], Iterable[HashSummary]], clusters: Map
     if has_candidates:
         run_of = np.empty(len(hi), dtype=np.int64)
         run_of[order] = np.cumsum(new_run) - 1
-        for run, (task, template, key) in _surviving_candidates(summaries, run_of, rank_s[starts], rank_of):
+        for run, (task, template, key) in _surviving_candidates(summaries, run_of, rank_s[starts], rank_of, split, removed or {}):
             at = starts[run]
             out.append(beam.pvalue.TaggedOutput(SURVIVORS, ((task, split, template), (key, hex_hash(hi_s[at], lo_s[at])))))
     return out
 
 
 def _surviving_candidates(
-    summaries: list[HashSummary], run_of: np.ndarray, winner_rank: np.ndarray, rank_of: Mapping[str, int]
+    summaries: list[HashSummary], run_of: np.ndarray, winner_rank: np.ndarray, rank_of: Mapping[str, int],
+    split: str, removed: Mapping[tuple[str, str, str], Any],
 ) -> list[tuple[int, tuple[str, str, int]]]:
     """(run, (task, template, key)) of each capped copy that wins its hash run: its task sorts first
     among the copies, and within the task it has the smallest (example_id, template_id)."""
@@ -109,8 +114,8 @@ def _surviving_candidates(
         r = rank_of[s.task]
         for j, pos in enumerate(s.candidate_index):
             run = int(run_of[offset + pos])
-            if winner_rank[run] != r:
-                continue  # a copy in a task that sorts earlier wins
+            if winner_rank[run] != r or (split, s.task, s.example_ids[j]) in removed:
+                continue  # a copy in a task that sorts earlier wins, or the example is removed
             order_key = (s.example_ids[j], s.template_ids[j])
             if run not in best or order_key < best[run][0]:
                 best[run] = (order_key, (s.task, s.template_ids[j], s.sample_keys[j]))
@@ -122,17 +127,20 @@ class DedupDecisions(beam.PTransform):
     """Hash summaries -> {"cross": ((split, hash), winning cluster), and with a cap, "thresholds":
     ((task, split, template), SampleKey | None) and "totals": ((task, split), surviving candidates)}."""
 
-    def __init__(self, clusters: Mapping[str, str], cap: int | None):
+    def __init__(self, clusters: Mapping[str, str], cap: int | None, removed: beam.PCollection | None = None):
+        """`removed`: ((split, task, example id), why) of examples the shard writers will drop."""
         super().__init__()
         self._clusters = dict(clusters)
         self._cap = cap
+        self._removed = removed
 
     def expand(self, summaries: beam.PCollection) -> Any:
+        side = {} if self._removed is None else {"removed": beam.pvalue.AsDict(self._removed)}
         decided = (
             summaries
             | "ByHashRange" >> beam.FlatMap(summary_parts)
             | "GroupHashes" >> beam.GroupByKey()
-            | "Decide" >> beam.FlatMap(decide, clusters=self._clusters).with_outputs(CROSS, SURVIVORS)
+            | "Decide" >> beam.FlatMap(decide, clusters=self._clusters, **side).with_outputs(CROSS, SURVIVORS)
         )
         out = {CROSS: decided[CROSS]}
         if self._cap is not None:

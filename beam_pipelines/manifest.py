@@ -14,6 +14,7 @@ import apache_beam as beam
 from flanforge.beam_pipelines.card import CARD_NAME, dataset_card
 from flanforge.beam_pipelines.catalog import TaskSpec
 from flanforge.beam_pipelines.config import BuildConfig
+from flanforge.beam_pipelines.contamination import report
 from flanforge.beam_pipelines.storage import write_bytes
 from flanforge.schemas.files import join_path, open_input
 from flanforge.schemas.manifest import (
@@ -22,12 +23,22 @@ from flanforge.schemas.manifest import (
     VERSION,
     DeadLetterInfo,
     Manifest,
+    SampleFileInfo,
     ShardInfo,
     TaskEntry,
     accounting_errors,
     manifest_to_dict,
     quality_problems,
 )
+
+def contamination_report(config: BuildConfig, counts: Iterable[tuple[tuple[str, str], int]]) -> dict[str, Any]:
+    """The manifest's `contamination` section ({} when the build did not check)."""
+    if not config.contamination_ngram:
+        return {}
+    return report(
+        counts, ngram=config.contamination_ngram, decontaminated=config.decontaminate, against=config.decontaminate_against,
+    )
+
 
 class AccountingError(RuntimeError):
     """Rows went missing between stages: a bug, so the build fails instead of publishing."""
@@ -80,10 +91,14 @@ def assemble_manifest(
     dead_letters: Iterable[dict[str, Any]],
     fingerprints: Mapping[str, str] | None = None,
     reused: frozenset[str] = frozenset(),
+    samples: Iterable[dict[str, Any]] = (),
 ) -> Manifest:
     per_task: dict[str, dict[str, int]] = {}
     by_split: dict[str, dict[str, int]] = {}
+    counts = list(counts)
     for (task, counter), n in counts:
+        if counter.startswith("contamination@"):
+            continue
         if counter.startswith("written@"):
             by_split.setdefault(task, {})[counter.split("@", 1)[1]] = n
         else:
@@ -109,6 +124,8 @@ def assemble_manifest(
         flanforge_version=VERSION,
         holdout_clusters=tuple(config.holdout_clusters),
         excluded_clusters=excluded_clusters,
+        contamination=contamination_report(config, counts),
+        near_duplicate_samples=tuple(SampleFileInfo(**s) for s in sorted(samples, key=lambda s: s["path"])),
     )
 
 
@@ -138,13 +155,15 @@ class WriteManifest(beam.PTransform):
         self._fingerprints = dict(fingerprints or {})
         self._reused = reused
 
-    def expand(self, inputs: tuple[beam.PCollection, beam.PCollection, beam.PCollection]) -> beam.PCollection:
-        shards, counts, dead = inputs
+    def expand(self, inputs: tuple[beam.PCollection, ...]) -> beam.PCollection:
+        """(shard infos, counts, dead-letter infos[, near-duplicate sample file infos])."""
+        shards, counts, dead, *rest = inputs
+        samples = rest[0] if rest else shards.pipeline | "NoSamples" >> beam.Create([])
         config, tasks, excluded, root = self._config, self._tasks, self._excluded, self._root
         fingerprints, reused = self._fingerprints, self._reused
 
-        def write(_: Any, shard_list: list, count_list: list, dead_list: list) -> Iterator[str]:
-            manifest = assemble_manifest(config, tasks, excluded, count_list, shard_list, dead_list, fingerprints, reused)
+        def write(_: Any, shard_list: list, count_list: list, dead_list: list, sample_list: list) -> Iterator[str]:
+            manifest = assemble_manifest(config, tasks, excluded, count_list, shard_list, dead_list, fingerprints, reused, sample_list)
             errors = accounting_errors(manifest.tasks)
             if errors:
                 raise AccountingError("rows unaccounted for; not publishing:\n" + "\n".join(errors))
@@ -164,5 +183,6 @@ class WriteManifest(beam.PTransform):
                 shard_list=beam.pvalue.AsList(shards),
                 count_list=beam.pvalue.AsList(counts),
                 dead_list=beam.pvalue.AsList(dead),
+                sample_list=beam.pvalue.AsList(samples),
             )
         )

@@ -68,6 +68,40 @@ class BuildOptions(PipelineOptions):
             help="text between exemplars and before the example (default: a blank line)",
         )
         sample.add_argument("--seed", type=int, help="seed for every sampling decision (default: 0)")
+        clean = parser.add_argument_group("near-duplicates and contamination (docs/NEAR_DEDUP.md)")
+        clean.add_argument(
+            "--near-dedup", "--near_dedup", dest="near_dedup", action="store_true", default=None,
+            help="also drop examples whose slot text nearly repeats another example of the same split "
+            "(MinHash LSH, verified by Jaccard similarity; counted as near_duplicates)",
+        )
+        clean.add_argument(
+            "--near-dedup-threshold", "--near_dedup_threshold", dest="near_dedup_threshold", type=float,
+            help="Jaccard similarity of word-shingle sets from which two examples are near-duplicates (default: 0.7)",
+        )
+        clean.add_argument(
+            "--near-dedup-ngram", "--near_dedup_ngram", dest="near_dedup_ngram", type=int,
+            help="words per shingle (default: 2; rows are short: with 5-grams one edited word changes most of a sentence's shingles)",
+        )
+        clean.add_argument(
+            "--near-dedup-bands", "--near_dedup_bands", dest="near_dedup_bands",
+            help="LSH bands x MinHash values per band (default: 20x6, 120 permutations)",
+        )
+        clean.add_argument(
+            "--contamination-ngram", "--contamination_ngram", dest="contamination_ngram", type=int,
+            help="words per n-gram shared with evaluation data that marks a train example as contaminated "
+            "(default: 13; 0 turns the check, reported in the manifest for every build, off)",
+        )
+        clean.add_argument(
+            "--decontaminate", action="store_true", default=None,
+            help="drop train examples found in evaluation data (the build's own validation/test/eval_zeroshot "
+            "splits and --decontaminate-against sets), counted as contaminated",
+        )
+        clean.add_argument(
+            "--decontaminate-against", "--decontaminate_against", dest="decontaminate_against", action="append",
+            metavar="PATH[#field=NAME]",
+            help="an external evaluation set to check against (JSONL, Parquet, CSV/TSV; local or gs://); "
+            "its text is the field NAME (default: text); repeatable",
+        )
         output.add_argument("--formats", help="comma-separated: tfrecord, parquet, jsonl (default: tfrecord,parquet)")
         output.add_argument(
             "--target-shard-bytes", "--target_shard_bytes", dest="target_shard_bytes", type=int,
@@ -102,6 +136,8 @@ class BuildOptions(PipelineOptions):
         settings: dict[str, Any] = load_recipe(self.recipe, self.templates) if self.recipe else {}
         if isinstance(settings.get("holdout_clusters"), list):
             settings["holdout_clusters"] = tuple(settings["holdout_clusters"])
+        if isinstance(settings.get("decontaminate_against"), list):
+            settings["decontaminate_against"] = tuple(settings["decontaminate_against"])
         given = {
             "template_mode": self.template_mode,
             "max_examples_per_task": self.max_examples_per_task,
@@ -114,6 +150,13 @@ class BuildOptions(PipelineOptions):
             "few_shot": self.few_shot,
             "incremental": self.incremental,
             "max_error_rate": self.max_error_rate,
+            "near_dedup": self.near_dedup,
+            "near_dedup_threshold": self.near_dedup_threshold,
+            "near_dedup_ngram": self.near_dedup_ngram,
+            "near_dedup_bands": self.near_dedup_bands,
+            "contamination_ngram": self.contamination_ngram,
+            "decontaminate": self.decontaminate,
+            "decontaminate_against": tuple(self.decontaminate_against) if self.decontaminate_against else None,
             "few_shot_separator": None if self.few_shot_separator is None else self.few_shot_separator.encode().decode("unicode_escape"),
         }
         settings.update({k: v for k, v in given.items() if v is not None})

@@ -1,7 +1,7 @@
 """build_pipeline: the whole build as one Beam graph, stage by stage (see docs/ARCHITECTURE.md).
 
-    Render (read + render into spill files) | Deduplicate (hash summaries) | [TopUp] | WriteShards,
-    then WriteManifest
+    Render (read + render into spill files) | [TopUp] | [SketchExamples | NearDuplicates, Contamination]
+    | Deduplicate (hash summaries) | WriteShards, then WriteManifest
 
 Rows travel only inside a worker: Render writes them to spill files grouped by output shard, and
 what flows through the graph are file references, hash summaries, counts and dead letters. The
@@ -20,13 +20,16 @@ import apache_beam as beam
 from flanforge.beam_pipelines.catalog import TaskSpec
 from flanforge.beam_pipelines.config import BuildConfig
 from flanforge.beam_pipelines.counting import COUNTS, DEAD_LETTERS
+from flanforge.beam_pipelines.contamination import Contamination, sketch_external
 from flanforge.beam_pipelines.dead_letters import WriteDeadLetters
+from flanforge.beam_pipelines.example_sketches import SketchExamples, SketchSettings
 from flanforge.beam_pipelines.dedup import CROSS, DedupDecisions
 from flanforge.beam_pipelines.incremental import SPILL_DIR, CachePlan, ReadRenderCache, WriteRenderCache
 from flanforge.beam_pipelines.layout import ShardLayout
 from flanforge.beam_pipelines.manifest import WriteManifest
+from flanforge.beam_pipelines.near_dedup import LOSERS, NearDuplicates
 from flanforge.beam_pipelines.publish import Publish, staging_root
-from flanforge.beam_pipelines.shards import WriteShards
+from flanforge.beam_pipelines.shards import REMOVAL_REASONS, WriteShards
 from flanforge.beam_pipelines.sources import SourceShard
 from flanforge.beam_pipelines.transforms import SHARD_FILES, SUMMARIES, ExemplarPools, RenderJob, RenderShards
 
@@ -41,6 +44,10 @@ class BuildPlan:
     fingerprints: dict[str, str]  # task -> hash of what its render depends on (see incremental.py)
     layout: ShardLayout  # output shard count per (split, cluster)
     quotas: dict[tuple[str, str], int]  # (task, read shard key) -> candidates per template (capped splits)
+    # External evaluation sets (--decontaminate-against): their read shards and text fields.
+    external: tuple[tuple[SourceShard, str], ...] = ()
+    # Evaluation data is matched through a side-input index, or when large by a hash-range join.
+    contamination_join: bool = False
 
     def shards_of(self, tasks: Iterable[str]) -> list[SourceShard]:
         return [s for t in sorted(tasks) for s in self.shards[t]]
@@ -78,6 +85,42 @@ def _short_tasks(totals: beam.PCollection, counts: beam.PCollection, cap: int) -
     )
 
 
+def _examples_to_remove(
+    p: beam.Pipeline, config: BuildConfig, plan: BuildPlan, refs: beam.PCollection, streams: _Streams, staging: str
+) -> tuple[beam.PCollection, beam.PCollection]:
+    """((split, task, example id), near_duplicates | contaminated) of the examples the shard writers
+    drop, and the near-duplicate sample files. Contamination findings join the counts (`streams`)."""
+    evaluation = plan.external or any(s.split != "train" for shards in plan.shards.values() for s in shards)
+    check = bool(config.contamination_ngram) and bool(evaluation)
+    settings = SketchSettings(config.near_dedup_params if config.near_dedup else None, config.contamination_ngram if check else None)
+    removals: list[beam.PCollection] = []
+    samples = p | "NoNearDuplicates" >> beam.Create([])
+    if settings.near is None and settings.contamination_ngram is None:
+        return p | "NothingRemoved" >> beam.Create([]), samples
+    sketches = refs | "SketchExamples" >> SketchExamples(plan.tasks, settings)
+    if settings.near is not None:
+        near = sketches | "NearDuplicates" >> NearDuplicates(settings.near, staging)
+        removals.append(near[LOSERS] | "NearDuplicateExamples" >> beam.MapTuple(lambda key, _: (key, "near_duplicates")))
+        samples = near["samples"]
+    if settings.contamination_ngram is not None:
+        n = settings.contamination_ngram
+        external = (
+            p
+            | "ExternalEvaluation" >> beam.Create(list(plan.external))
+            | "SketchExternal" >> beam.FlatMapTuple(lambda shard, field: sketch_external(shard, field, n))
+        )
+        found = (sketches, external) | "Contamination" >> Contamination(plan.contamination_join)
+        streams.counts.append(found["counts"])
+        if config.decontaminate:
+            removals.append(found["found"] | "ContaminatedExamples" >> beam.MapTuple(lambda key, _: (("train", *key), "contaminated")))
+    # An example that is both keeps the first reason of the funnel (near_duplicates).
+    removed = (
+        tuple(removals) | "AllRemoved" >> beam.Flatten()
+        | "OneReason" >> beam.CombinePerKey(lambda reasons: min(reasons, key=REMOVAL_REASONS.index, default=None))
+    ) if removals else p | "NothingRemoved" >> beam.Create([])
+    return removed, samples
+
+
 def build_pipeline(
     p: beam.Pipeline, config: BuildConfig, plan: BuildPlan, cache: CachePlan, progress_dir: str | None = None
 ) -> beam.PCollection:
@@ -113,17 +156,18 @@ def build_pipeline(
         # Every task may need a top-up (cached ones too); it spills to scratch: it is never cached.
         top_up = replace(job, tasks=tuple(plan.tasks), spill_dirs={t: f"{SPILL_DIR}/{t}" for t in clusters})
         streams.add(p | "TopUp" >> RenderShards(capped_shards, top_up, pools=pools, short=short))
-    decisions = tuple(streams.summaries) | "AllSummaries" >> beam.Flatten() | "Deduplicate" >> DedupDecisions(clusters, cap)
-    if cap is not None:
-        thresholds = decisions["thresholds"]
     refs = tuple(streams.refs) | "AllRefs" >> beam.Flatten()
     # The corpus is written to staging; Publish swaps it in for the published one at the very end.
     staging = staging_root(output)
-    written = (refs, decisions[CROSS], thresholds) | "WriteShards" >> WriteShards(staging, config.formats, plan.layout)
+    removed, samples = _examples_to_remove(p, config, plan, refs, streams, staging)
+    decisions = tuple(streams.summaries) | "AllSummaries" >> beam.Flatten() | "Deduplicate" >> DedupDecisions(clusters, cap, removed)
+    if cap is not None:
+        thresholds = decisions["thresholds"]
+    written = (refs, decisions[CROSS], thresholds, removed) | "WriteShards" >> WriteShards(staging, config.formats, plan.layout)
 
     dead = tuple(streams.dead) | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteDeadLetters(staging)
     counts = (*streams.counts, written[COUNTS]) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
-    staged = (written["shards"], counts, dead) | "WriteManifest" >> WriteManifest(
+    staged = (written["shards"], counts, dead, samples) | "WriteManifest" >> WriteManifest(
         config, plan.tasks, plan.excluded_clusters, cache.fingerprints, cache.reused_tasks, root=staging
     )
     return staged | "Publish" >> Publish(output)

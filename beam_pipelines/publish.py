@@ -32,7 +32,7 @@ from flanforge.schemas.records import FORMATS
 
 STAGING_DIR = ".flanforge_staging"
 PUBLISHING_MARK = "PUBLISHING"
-PUBLISHED_DIRS = (*FORMATS, "dead_letters")
+PUBLISHED_DIRS = (*FORMATS, "dead_letters", "near_duplicates")
 
 
 def staging_root(output: str) -> str:
@@ -42,7 +42,7 @@ def staging_root(output: str) -> str:
 def _listed_files(root: str) -> list[str]:
     """The files a manifest under root lists (shards and dead letters), relative to root."""
     manifest = read_manifest(root)
-    return [s.path for s in manifest.shards] + [d.path for d in manifest.dead_letters]
+    return [s.path for s in manifest.shards] + [d.path for d in manifest.dead_letters] + [s.path for s in manifest.near_duplicate_samples]
 
 
 def publish(output: str) -> None:

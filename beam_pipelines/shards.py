@@ -30,6 +30,7 @@ from flanforge.schemas.records import FIELD_NAMES, arrow_schema, shard_path
 from flanforge.schemas.tfexample import ExampleEncoder
 
 
+REMOVAL_REASONS = ("near_duplicates", "contaminated")  # in the order the funnel applies them
 TFRECORD_CHUNK_ROWS = 8192  # records turned into Python values at a time while writing TFRecord
 
 
@@ -61,6 +62,11 @@ def _task_counts(tasks: pa.ChunkedArray | pa.Array) -> dict[str, int]:
 def lost_to_other_clusters(hashes: list[str], cluster: str, split: str, winners: Mapping[tuple[str, str], str]) -> list[bool]:
     """Per record: is its hash won by a copy in another cluster?"""
     return [winners.get((split, h), cluster) != cluster for h in hashes]
+
+
+def removed_examples(columns: tuple[list[str], list[str]], split: str, removed: Mapping[tuple[str, str, str], str], counter: str) -> list[bool]:
+    """Per record (task, example id): is its example removed for `counter`'s reason?"""
+    return [removed.get((split, task, example_id)) == counter for task, example_id in zip(*columns)]
 
 
 def over_cap(
@@ -97,6 +103,7 @@ class _WriteShardFn(CountingDoFn):
         element: tuple[Destination, Iterable[SpillRef | None]],
         winners: Mapping[tuple[str, str], str],
         thresholds: Mapping[tuple[str, str, str], SampleKey | None],
+        removed: Mapping[tuple[str, str, str], str],
     ) -> Iterator[dict[str, Any]]:
         (split, cluster, index, count), refs = element
         table = read_spilled(r for r in refs if r is not None)
@@ -106,6 +113,13 @@ class _WriteShardFn(CountingDoFn):
         if winners:
             hashes = table.column("content_hash").take(keep).to_pylist()
             keep = self._drop(table, keep, lost_to_other_clusters(hashes, cluster, split, winners), "duplicates")
+        if removed:
+            examples = tuple(table.column(c).take(keep).to_pylist() for c in ("task", "example_id"))
+            for counter in REMOVAL_REASONS:
+                mask = removed_examples(examples, split, removed, counter)
+                if any(mask):
+                    keep = self._drop(table, keep, mask, counter)
+                    examples = tuple(table.column(c).take(keep).to_pylist() for c in ("task", "example_id"))
         if thresholds:
             columns = tuple(table.column(c).take(keep).to_pylist() for c in ("task", "template_id", SAMPLE_KEY, "content_hash"))
             keep = self._drop(table, keep, over_cap(columns, split, thresholds), "capped")
@@ -126,8 +140,9 @@ class _WriteShardFn(CountingDoFn):
 class WriteShards(beam.PTransform):
     """(destination, SpillRef) pairs -> shard infos (one dict per file written) + per-task counts.
 
-    Side inputs: `winners` ((split, hash) -> cluster) from DedupDecisions, and `thresholds`
-    ((task, split, template) -> SampleKey | None) from the cap (empty without one)."""
+    Side inputs: `winners` ((split, hash) -> cluster) from DedupDecisions, `thresholds`
+    ((task, split, template) -> SampleKey | None) from the cap (empty without one), and `removed`
+    ((split, task, example id) -> near_duplicates | contaminated) of whole examples to drop."""
 
     def __init__(self, output: str, formats: tuple[str, ...], layout: ShardLayout):
         super().__init__()
@@ -136,7 +151,7 @@ class WriteShards(beam.PTransform):
         self._layout = layout
 
     def expand(self, inputs: tuple[beam.PCollection, beam.PCollection, beam.PCollection]) -> Any:
-        refs, winners, thresholds = inputs
+        refs, winners, thresholds, removed = inputs
         every_shard = refs.pipeline | "EveryShard" >> beam.Create([(d, None) for d in self._layout.destinations()])
         return (
             (refs, every_shard)
@@ -146,5 +161,6 @@ class WriteShards(beam.PTransform):
                 _WriteShardFn(self._output, self._formats),
                 winners=beam.pvalue.AsDict(winners),
                 thresholds=beam.pvalue.AsDict(thresholds),
+                removed=beam.pvalue.AsDict(removed),
             ).with_outputs(COUNTS, main="shards")
         )

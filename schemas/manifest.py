@@ -30,7 +30,7 @@ MANIFEST_FORMAT = "flanforge.manifest"
 MANIFEST_VERSION = 1
 
 # Per-task counters, in the order the data flows. The accounting identity over them is
-#   template_applications == written + duplicates + capped + failed + skipped
+#   template_applications == written + duplicates + near_duplicates + contaminated + capped + failed + skipped
 # where template_applications counts (kept row, template) pairs, skipped those a template's own
 # filter excluded, and
 #   read == filtered + rows that reached rendering.
@@ -44,9 +44,13 @@ COUNTERS: tuple[str, ...] = (
     "failed",
     "skipped",
     "duplicates",
+    "near_duplicates",
+    "contaminated",
     "capped",
     "written",
 )
+# Where every template application ends up: the right-hand side of the accounting identity.
+REMOVED_OR_WRITTEN: tuple[str, ...] = ("written", "duplicates", "near_duplicates", "contaminated", "capped", "failed", "skipped")
 # What the Render stage counts (and the render cache replays): a capped split's applications that
 # were never rendered are counted as capped there; the shard writers count the rest.
 RENDER_COUNTERS: tuple[str, ...] = ("read", "read_errors", "filtered", "template_applications", "rendered", "failed", "skipped", "capped")
@@ -71,6 +75,16 @@ class ShardInfo:
 class DeadLetterInfo:
     path: str
     task: str
+    rows: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class SampleFileInfo:
+    """A file of examples kept for inspection (near-duplicate pairs removed from one split)."""
+
+    path: str
+    split: str
     rows: int
     sha256: str
 
@@ -101,6 +115,9 @@ class Manifest:
     # overlapping clusters removed from the build with them.
     holdout_clusters: tuple[str, ...] = ()
     excluded_clusters: tuple[str, ...] = ()
+    # Train examples found in evaluation data, per task (contamination.py); {} when not checked.
+    contamination: dict[str, Any] = field(default_factory=dict)
+    near_duplicate_samples: tuple[SampleFileInfo, ...] = ()
 
     def shards_for(
         self, *, fmt: str, splits: Iterable[str] | None = None, clusters: Iterable[str] | None = None
@@ -144,6 +161,8 @@ def manifest_to_dict(m: Manifest) -> dict[str, Any]:
         "dead_letters": [asdict(d) for d in m.dead_letters],
         "holdout_clusters": list(m.holdout_clusters),
         "excluded_clusters": list(m.excluded_clusters),
+        "contamination": m.contamination,
+        "near_duplicate_samples": [asdict(s) for s in m.near_duplicate_samples],
     }
 
 
@@ -164,6 +183,8 @@ def manifest_from_dict(data: dict[str, Any], root: str) -> Manifest:
             flanforge_version=data["flanforge_version"],
             holdout_clusters=tuple(data.get("holdout_clusters", ())),
             excluded_clusters=tuple(data.get("excluded_clusters", ())),
+            contamination=data.get("contamination", {}),
+            near_duplicate_samples=tuple(SampleFileInfo(**s) for s in data.get("near_duplicate_samples", ())),
         )
     except (KeyError, TypeError) as e:
         raise ManifestError(f"{join_uri(root, MANIFEST_NAME)} is malformed: {e}") from e
@@ -189,12 +210,9 @@ def accounting_errors(tasks: dict[str, TaskEntry]) -> list[str]:
     errors = []
     for name, entry in sorted(tasks.items()):
         c = entry.counts
-        out = c["written"] + c["duplicates"] + c["capped"] + c["failed"] + c.get("skipped", 0)
+        out = sum(c.get(k, 0) for k in REMOVED_OR_WRITTEN)
         if c["template_applications"] != out:
-            errors.append(
-                f"{name}: template_applications={c['template_applications']} but "
-                f"written+duplicates+capped+failed+skipped={out}"
-            )
+            errors.append(f"{name}: template_applications={c['template_applications']} but {'+'.join(REMOVED_OR_WRITTEN)}={out}")
     return errors
 
 

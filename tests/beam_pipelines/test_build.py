@@ -151,7 +151,10 @@ def test_help_shows_our_flags_grouped_and_beams_under_help_beam():
     code, text = build("--help")
     assert code == 0 and len(text.splitlines()) < 150
     headings = [line for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
-    assert headings == ["Examples:", "options:", "what to build:", "how to render and sample:", "output:", "console:"]
+    assert headings == [
+        "Examples:", "options:", "what to build:", "how to render and sample:", "output:",
+        "near-duplicates and contamination (docs/NEAR_DEDUP.md):", "console:",
+    ]
     for flag in ("--template-mode", "--max-examples-per-task", "--source", "--max-error-rate", "--force", "--no-progress", "--help-beam"):
         assert flag in text
     assert "--s3_" not in text and "--direct_num_workers" in text  # named in the pointer to --help-beam only

@@ -46,6 +46,7 @@ def test_write_shards_dedups_drops_and_sorts(tmp_path: Path):
             p | "Refs" >> beam.Create(refs),
             p | "Winners" >> beam.Create(winners),
             p | "Thresholds" >> beam.Create(thresholds),
+            p | "Removed" >> beam.Create([]),
         ) | WriteShards(str(out), ("parquet", "tfrecord"), layout)
         assert_that(written["shards"] | beam.Map(lambda s: s["path"]), equal_to([
             f"{fmt}/train/nli/part-0000{i}-of-00002.{fmt}" for fmt in ("parquet", "tfrecord") for i in (0, 1)

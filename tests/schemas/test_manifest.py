@@ -29,7 +29,7 @@ def test_foreign_or_broken_manifest(tmp_path):
 
 def test_accounting_errors_name_the_task():
     counts = {c: 0 for c in COUNTERS} | {"template_applications": 10, "written": 7, "duplicates": 2}
-    assert accounting_errors({"a": TaskEntry("c", 1, counts)}) == ["a: template_applications=10 but written+duplicates+capped+failed+skipped=9"]
+    assert accounting_errors({"a": TaskEntry("c", 1, counts)}) == ["a: template_applications=10 but written+duplicates+near_duplicates+contaminated+capped+failed+skipped=9"]
     assert accounting_errors({"a": TaskEntry("c", 1, counts | {"failed": 1})}) == []
 
 
