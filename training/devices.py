@@ -3,12 +3,17 @@
 One place decides: the device kind and count (printed by the trainer and the benchmark),
 bf16 where the hardware has fast bf16 (TPU, NVIDIA compute capability >= 8), and data parallelism
 across every local device — keras.distribution on JAX, a tf.distribute strategy on TensorFlow
-(TPUStrategy when a TPU is attached). PyTorch runs on one device.
+(TPUStrategy when a TPU is attached, else MirroredStrategy over the GPUs or logical CPU devices).
+PyTorch runs on one device. Whatever the split, the loss is the mean over the whole batch's
+target tokens (`token_shares`).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
+
+import numpy as np
 
 from flanforge.training.errors import TrainingInputError
 
@@ -65,7 +70,8 @@ def _detect_tf() -> Accelerator:
         details = tf.config.experimental.get_device_details(gpus[0])
         capability = ".".join(map(str, details.get("compute_capability", (0, 0))))
         return Accelerator("tensorflow", "gpu", len(gpus), details.get("device_name", "GPU"), _cuda_capability_at_least_8(capability))
-    return Accelerator("tensorflow", "cpu", 1, "cpu", False)
+    # One CPU unless it was split into logical devices (tf.config.set_logical_device_configuration)
+    return Accelerator("tensorflow", "cpu", len(tf.config.list_logical_devices("CPU")), "cpu", False)
 
 
 def _cuda_capability_at_least_8(capability: str) -> bool:
@@ -111,7 +117,7 @@ class DataParallel:
             if acc.platform == "tpu":
                 resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
                 return cls(acc, tf.distribute.TPUStrategy(resolver))
-            return cls(acc, tf.distribute.MirroredStrategy())
+            return cls(acc, _mirrored_strategy(tuple(d.name for d in tf.config.list_logical_devices(acc.platform.upper()))))
         return cls(acc)
 
     def scope(self) -> Any:
@@ -120,17 +126,47 @@ class DataParallel:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
     def step_fn(self, model: Any) -> Callable[[dict, Any, Any], dict[str, float]]:
-        """(x, labels, weights) -> logs. On a TF strategy each replica gets its slice of the batch."""
+        """(x, labels, target mask) -> logs, with the loss the mean over the batch's target tokens.
+
+        The mask becomes each target token's share of the whole batch (mask / its sum) and the
+        model's loss sums (`reduction="sum"`, train.compile_model), so the loss and its gradient do
+        not depend on how the batch is split. Keras' own mean (`mean_with_sample_weight`) divides
+        each replica's sum by that replica's token count, and a tf.distribute step then averages
+        the replicas' means: with unequal target counts per slice that is not the batch's mean,
+        and the run drifts away from the single-device one.
+        """
         if self.strategy is None:
-            return lambda x, y, w: model.train_on_batch(x, y, w, return_dict=True)
+            return lambda x, y, mask: model.train_on_batch(x, y, token_shares(mask), return_dict=True)
         import tensorflow as tf
 
         model.make_train_function()
 
-        def run(x: dict, y: Any, w: Any) -> dict[str, float]:
+        def run(x: dict, y: Any, mask: Any) -> dict[str, float]:
             # Keras' own distributed step on a one-batch dataset that the strategy splits over replicas.
-            dataset = self.strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((x, y, w)))
+            # Its metrics (the loss tracker) are reset first, as train_on_batch does: otherwise the
+            # logged loss would be the mean of every step so far.
+            model.reset_metrics()
+            dataset = self.strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((x, y, token_shares(mask))))
             logs = model.train_function(iter(dataset))
             return {k: float(v) for k, v in logs.items()}
 
         return run
+
+
+@functools.cache
+def _mirrored_strategy(devices: tuple[str, ...]) -> Any:
+    """One MirroredStrategy per device set and process.
+
+    The devices are named because MirroredStrategy() alone takes only the GPUs, or a single CPU.
+    It is kept because a second strategy over the same devices (a second run in one process)
+    reuses the first one's collective instance keys, and its all-reduce then fails with a shape
+    mismatch between the two models' gradients.
+    """
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy(list(devices))
+
+
+def token_shares(mask: np.ndarray) -> np.ndarray:
+    """Loss weights that sum to 1 over the batch: 1/(target tokens) on each target token, 0 elsewhere."""
+    return (mask / max(float(mask.sum()), 1.0)).astype(np.float32)

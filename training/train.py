@@ -170,12 +170,17 @@ def check_run_dir(config: TrainConfig) -> ckpt_lib.Checkpoint | None:
 
 
 def compile_model(lm: LanguageModel, learning_rate: float, run_eagerly: bool) -> None:
-    """AdamW on the per-target-token cross entropy (padding and input tokens carry weight 0)."""
+    """AdamW on the per-target-token cross entropy (padding and input tokens carry weight 0).
+
+    The loss sums weighted token losses: the step (devices.DataParallel.step_fn) weights each
+    target token by its share of the whole batch, which makes the sum the batch's mean however
+    the batch is split over devices.
+    """
     import keras
 
     lm.keras_model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight"),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum"),
         run_eagerly=run_eagerly,
     )
 
