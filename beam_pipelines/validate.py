@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from flanforge.beam_pipelines.catalog import Catalog, SpecError, load_catalog
+from flanforge.beam_pipelines.catalog import Catalog, SpecError, TaskSpec, load_catalog
 from flanforge.beam_pipelines.render import CompiledTask, RenderError, RowError, iter_sample_problems
 
 
@@ -13,15 +13,17 @@ def catalog_problems(templates_dir: str | None) -> tuple[Catalog | None, list[st
         catalog = load_catalog(templates_dir)
     except SpecError as e:
         return None, e.problems
-    problems: list[str] = []
-    for spec in catalog.tasks.values():
-        try:
-            compiled = CompiledTask(spec)
-        except SpecError as e:
-            problems.extend(e.problems)
-            continue
-        problems.extend(iter_sample_problems(compiled))
-    return catalog, problems
+    return catalog, [p for spec in catalog.tasks.values() for p in spec_problems(spec)]
+
+
+def spec_problems(spec: TaskSpec) -> list[str]:
+    """What `flanforge validate` finds in one parsed spec: templates and expressions that do not
+    compile, then problems rendering its sample rows (`flanforge studio` checks a draft with it)."""
+    try:
+        compiled = CompiledTask(spec)
+    except SpecError as e:
+        return e.problems
+    return list(iter_sample_problems(compiled))
 
 
 def run_validate(templates_dir: str | None, out: TextIO) -> int:
