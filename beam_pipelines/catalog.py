@@ -62,15 +62,26 @@ def _one_line(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:
     return text[:head] + "…" + text[len(text) - (limit - head - 1) :]
 
 
+# A chain-of-thought target is the rationale, a space, then this sentence (Jinja over the row), unless
+# the spec sets `cot_answer_phrase`.
+DEFAULT_COT_ANSWER_PHRASE = "So the answer is {{ answer }}."
+
+
 @dataclass(frozen=True)
 class TemplateSpec:
     id: str
-    inputs: str
-    targets: str
+    inputs: str = ""  # inputs and targets, or jinja (the schema requires one or the other)
+    targets: str = ""
     inverted: bool = False
     show_options: bool = True
     free_text: bool = False  # the target is free text about the example (an explanation), not an option
+    cot: bool = False  # chain of thought: the target is the rendered rationale + the spec's cot_answer_phrase
     filter: str | None = None  # a sandboxed expression: the template applies only to rows where it is true
+    # promptsource's form (docs/PROMPTSOURCE.md): one source whose output is split on ||| into inputs and
+    # targets, the options rendered per row from answer_choices, and where the prompt came from
+    jinja: str | None = None
+    answer_choices: str | None = None
+    promptsource: Mapping[str, Any] | None = None  # its id, name, reference and metadata (original_task, ...)
 
 
 @dataclass(frozen=True)
@@ -154,7 +165,9 @@ class TaskSpec:
     derived: Mapping[str, str] = field(default_factory=dict)
     filters: tuple[str, ...] = ()
     answers: AnswerSpec | None = None
+    cot_answer_phrase: str = DEFAULT_COT_ANSWER_PHRASE  # Jinja: the sentence after a cot template's rationale
     path: str = ""  # the file the spec came from, for error messages
+    promptsource: Mapping[str, Any] | None = None  # an imported task's dataset, subset and templates.yaml
 
     @property
     def template_ids(self) -> tuple[str, ...]:
@@ -282,6 +295,8 @@ def _build_task_spec(data: dict[str, Any], path: str) -> TaskSpec:
         if t["id"] in seen:
             problems.append(f"{path}: template {_one_line(t['id'], 40)}: duplicate template id")
         seen.add(t["id"])
+        if t.get("cot") and (t.get("inverted") or t.get("free_text")):
+            problems.append(f"{path}: template {_one_line(t['id'], 40)} field cot: a chain-of-thought template cannot also be inverted or free_text")
     if problems:
         raise SpecError(problems)
     answers = data.get("answers")
@@ -313,6 +328,8 @@ def _build_task_spec(data: dict[str, Any], path: str) -> TaskSpec:
         fields=data.get("fields"),
         derived=dict(data.get("derived") or {}),
         filters=tuple(data.get("filters") or ()),
+        cot_answer_phrase=data.get("cot_answer_phrase", DEFAULT_COT_ANSWER_PHRASE),
+        promptsource=data.get("promptsource"),
         answers=None
         if answers is None
         else AnswerSpec(
@@ -390,13 +407,33 @@ def _folder(path: str) -> str:
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _yaml_refusal(text: str) -> str | None:
+def _yaml_refusal(text: str, aliases: bool = False) -> str | None:
     """Why a YAML text is refused before anything is built from it: an alias, nesting deeper than
     MAX_SPEC_DEPTH or more than MAX_SPEC_VALUES values; None when it is none of these. It reads
     the parser's events, which hold no expanded values, so neither an alias bomb nor deep nesting
-    costs more than the text's size (and the walk stops at the first problem)."""
+    costs more than the text's size (and the walk stops at the first problem).
+
+    With `aliases` (promptsource's files share a metadata mapping through one), an alias is
+    allowed and counts as the values and levels of what it stands for, expanded, so the bounds
+    hold for the document as built and an alias bomb is refused just the same."""
     depth = values = 0
+    open_collections: list[list[Any]] = []  # per open collection: its anchor, the values before it, its depth, the deepest level in it
+    anchored: dict[str, tuple[int, int]] = {}  # anchor -> (values, levels) of its node, expanded
     for event in yaml.parse(text, Loader=_YAML_LOADER):
+        if isinstance(event, yaml.AliasEvent):
+            if not aliases:
+                return f"{_where(event)}aliases (*{_one_line(event.anchor, 40)}) are not allowed in specs: write the value out"
+            if event.anchor not in anchored:
+                return f"{_where(event)}alias *{_one_line(event.anchor, 40)} refers to no finished anchor"
+            size, levels = anchored[event.anchor]
+            values += size
+            if values > MAX_SPEC_VALUES:
+                return f"{_where(event)}more than {MAX_SPEC_VALUES:,} values (aliases expanded): a spec is not data (keep rows in the source)"
+            if depth + levels > MAX_SPEC_DEPTH:
+                return f"{_where(event)}nested deeper than {MAX_SPEC_DEPTH} levels (aliases expanded)"
+            if open_collections:
+                open_collections[-1][3] = max(open_collections[-1][3], depth + levels)
+            continue
         if isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
             values += 1
             if values > MAX_SPEC_VALUES:
@@ -405,10 +442,16 @@ def _yaml_refusal(text: str) -> str | None:
             depth += 1
             if depth > MAX_SPEC_DEPTH:
                 return f"{_where(event)}nested deeper than {MAX_SPEC_DEPTH} levels"
+            open_collections.append([event.anchor, values - 1, depth, depth])
+        elif isinstance(event, yaml.ScalarEvent) and event.anchor:
+            anchored[event.anchor] = (1, 0)
         elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, start, level, deepest = open_collections.pop()
+            if open_collections:
+                open_collections[-1][3] = max(open_collections[-1][3], deepest)
+            if anchor:
+                anchored[anchor] = (values - start, deepest - level + 1)
             depth -= 1
-        elif isinstance(event, yaml.AliasEvent):
-            return f"{_where(event)}aliases (*{_one_line(event.anchor, 40)}) are not allowed in specs: write the value out"
     return None
 
 
@@ -424,16 +467,18 @@ def _yaml_error_text(e: yaml.YAMLError) -> str:
     return " ".join(str(e).split())
 
 
-def _load_yaml(path: str) -> Any:
+def _load_yaml(path: str, loader: type = _YAML_LOADER, aliases: bool = False) -> Any:
     """One YAML document, local or remote, within MAX_SPEC_BYTES, MAX_SPEC_DEPTH and
     MAX_SPEC_VALUES and without aliases (checked on the parser's events before anything is
-    built); any problem, however malformed the file, is a one-line SpecError naming the file."""
+    built); any problem, however malformed the file, is a one-line SpecError naming the file.
+    `loader` is a safe loader (a subclass of the default one that maps a few tags to plain data);
+    `aliases` allows aliases, counted expanded (see _yaml_refusal)."""
     text = _read_text(path)
     try:
-        refusal = _yaml_refusal(text)
+        refusal = _yaml_refusal(text, aliases)
         if refusal:
             raise SpecError([f"{path}: {refusal}"])
-        return yaml.load(text, Loader=_YAML_LOADER)
+        return yaml.load(text, Loader=loader)
     except SpecError:
         raise
     except yaml.YAMLError as e:
@@ -481,7 +526,12 @@ def load_catalog(templates_dir: str | Path | None = None) -> Catalog:
         raise SpecError([f"{root}: templates directory not found"])
     if templates_dir is not None and not _is_file(_join(root, CLUSTERS_FILE)):
         bundled = load_catalog()
-        own = _load_tasks(root, bundled.clusters, clusters_file=f"the bundled {CLUSTERS_FILE} (an overlay adds tasks, not clusters)")
+        from flanforge.beam_pipelines.importers import promptsource  # imports this module
+
+        if promptsource.is_collection(root):  # promptsource's own layout, read as it is (docs/PROMPTSOURCE.md)
+            own = promptsource.load_tasks(root, bundled.clusters)
+        else:
+            own = _load_tasks(root, bundled.clusters, clusters_file=f"the bundled {CLUSTERS_FILE} (an overlay adds tasks, not clusters)")
         return Catalog(clusters=bundled.clusters, tasks={**bundled.tasks, **own}, holdout_overlaps=bundled.holdout_overlaps)
     clusters, overlaps = _load_clusters(root)
     return Catalog(clusters=clusters, tasks=_load_tasks(root, clusters, clusters_file=_join(root, CLUSTERS_FILE)), holdout_overlaps=overlaps)

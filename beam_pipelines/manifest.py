@@ -82,6 +82,14 @@ def quality_report(
     return "\n".join(lines)
 
 
+def task_metadata(task: TaskSpec) -> dict[str, Any]:
+    """An imported task's provenance for the manifest (promptsource's dataset and prompt metadata)."""
+    if not task.promptsource:
+        return {}
+    prompts = {t.id: dict(t.promptsource) for t in task.templates if t.promptsource}
+    return {"promptsource": {**dict(task.promptsource), "templates": prompts}}
+
+
 def assemble_manifest(
     config: BuildConfig,
     tasks: Iterable[TaskSpec],
@@ -112,6 +120,7 @@ def assemble_manifest(
             mixing_weight=min(by_split.get(t.name, {}).get("train", 0), config.mixing_rate_cap),
             fingerprint=(fingerprints or {}).get(t.name, ""),
             from_cache=t.name in reused,
+            metadata=task_metadata(t),
         )
         for t in tasks
     }

@@ -19,7 +19,15 @@ from jinja2.nodes import EvalContext
 from flanforge.beam_pipelines import sandbox
 from flanforge.beam_pipelines.catalog import SpecError, TaskSpec, TemplateSpec
 from flanforge.beam_pipelines.hashing import content_hash, seeded_hash
-from flanforge.beam_pipelines.sandbox import RENDER_TIME_BUDGET_S, BoundedSandbox, SandboxRefusal, short_repr
+from flanforge.beam_pipelines.sandbox import (
+    DRAWS_VARIABLE,
+    PROMPTSOURCE_FILTERS,
+    RENDER_TIME_BUDGET_S,
+    BoundedSandbox,
+    SandboxRefusal,
+    SeededDraws,
+    short_repr,
+)
 from flanforge.beam_pipelines.text_filters import TEXT_FILTERS
 from flanforge.schemas.records import NO_ANSWER, Record
 
@@ -35,6 +43,12 @@ class RenderError(ValueError):
     """A template failed on one row; the message names the template and field."""
 
 
+class PromptSkipped(RenderError):
+    """A promptsource-form template has no inputs or no target for this row (its output has no
+    ||| or a side of it is empty): the application is counted `skipped`, as P3 dropped such rows.
+    A RenderError, so a caller that does not tell them apart treats it as one that did not render."""
+
+
 def make_environment() -> BoundedSandbox:
     # trim_blocks/lstrip_blocks let templates written as YAML block scalars use {% if %} lines
     # without leaving stray blank lines behind.
@@ -46,6 +60,16 @@ def make_environment() -> BoundedSandbox:
         keep_trailing_newline=False,
     )
     env.filters.update(TEXT_FILTERS)  # unescape_html, normalize_space, detokenize, regex_replace (docs/FILTERS.md)
+    return env
+
+
+def make_promptsource_environment() -> BoundedSandbox:
+    """promptsource's Jinja dialect in the same sandbox: Jinja's default whitespace handling (its
+    templates were written without trim_blocks/lstrip_blocks), its `zip` global and its `choice`
+    (seeded here) and `most_frequent` filters. StrictUndefined and the null rule still apply."""
+    env = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
+    env.globals["zip"] = zip  # lazy: a loop over it counts its iterations like any other
+    env.filters.update(PROMPTSOURCE_FILTERS)
     return env
 
 
@@ -149,6 +173,34 @@ class CompiledExpression:
             sandbox.end_render()
 
 
+PROMPT_SEPARATOR = "|||"  # promptsource's form: between inputs and targets, and between options
+PROMPTSOURCE_TRUNCATE = 2048  # promptsource prints every value truncated to this many characters
+_PIPE_GUARD = "\ue000\ue001\ue000"  # stands in for a ||| inside a row's text while a prompt renders
+
+
+def promptsource_source(jinja: str) -> str:
+    """A promptsource template's source as promptsource renders it: every `}}` becomes
+    `| string | truncate(2048) }}`, so each printed value is cut at a word near 2,048 characters."""
+    return jinja.replace("}}", f" | string | truncate({PROMPTSOURCE_TRUNCATE}) }}}}")
+
+
+def _guard_pipes(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The row with ||| in its top-level text values hidden, so only the template's own separators split."""
+    return {k: v.replace(PROMPT_SEPARATOR, _PIPE_GUARD) if v.__class__ is str and PROMPT_SEPARATOR in v else v for k, v in variables.items()}
+
+
+def _split_output(text: str) -> list[str]:
+    return [part.replace(_PIPE_GUARD, PROMPT_SEPARATOR).strip() for part in text.split(PROMPT_SEPARATOR)]
+
+
+class CompiledPrompt(NamedTuple):
+    """A template in promptsource's form: the source (truncating as promptsource does) and, for a
+    template with options, its answer_choices."""
+
+    source: CompiledTemplate
+    choices: CompiledTemplate | None
+
+
 @dataclass(frozen=True)
 class Rendered:
     """One rendered example (before it becomes an output record)."""
@@ -211,9 +263,9 @@ class CompiledTask:
                 problems.append(f"{spec.path}: {where}: {e.message} in expression {shown!r}")
                 return lambda _: None
 
-        def template(t: TemplateSpec, field_name: str, source: str) -> CompiledTemplate | None:
+        def template(t: TemplateSpec, field_name: str, source: str, environment: jinja2.Environment = env) -> CompiledTemplate | None:
             try:
-                return CompiledTemplate(env, source, f"{spec.name}/{t.id}/{field_name}")
+                return CompiledTemplate(environment, source, f"{spec.name}/{t.id}/{field_name}")
             except jinja2.TemplateSyntaxError as e:
                 line = f"line {e.lineno}: " if e.lineno else ""  # 0: the whole source (its size, or Python's compiler)
                 problems.append(f"{spec.path}: template {t.id} field {field_name}: {line}{e.message}")
@@ -228,8 +280,23 @@ class CompiledTask:
             else None
         )
         self._label_expr = expression(answers.label, "field answers/label") if answers is not None else None
-        self._templates = [(t, template(t, "inputs", t.inputs), template(t, "targets", t.targets)) for t in spec.templates]
+        self._templates = [
+            (t, template(t, "inputs", t.inputs), template(t, "targets", t.targets)) if t.jinja is None else (t, None, None)
+            for t in spec.templates
+        ]
+        prompt_env = make_promptsource_environment() if any(t.jinja is not None for t in spec.templates) else env
+        self._prompts: list[CompiledPrompt | None] = []
+        for t in spec.templates:
+            source = None if t.jinja is None else template(t, "jinja", promptsource_source(t.jinja), prompt_env)
+            choices = template(t, "answer_choices", t.answer_choices, prompt_env) if t.answer_choices else None
+            self._prompts.append(None if source is None else CompiledPrompt(source, choices))
         self._applies = [expression(t.filter, f"template {t.id} field filter") if t.filter else None for t in spec.templates]
+        self._cot_phrase: CompiledTemplate | None = None
+        if any(t.cot for t in spec.templates):
+            try:
+                self._cot_phrase = CompiledTemplate(env, spec.cot_answer_phrase, f"{spec.name}/cot_answer_phrase")
+            except jinja2.TemplateSyntaxError as e:
+                problems.append(f"{spec.path}: field cot_answer_phrase: {e.message}")
         if problems:
             raise SpecError(problems)
 
@@ -297,8 +364,66 @@ class CompiledTask:
         variables["answer_index"] = index
         variables["answer"] = options[index]
 
-    def render(self, variables: Mapping[str, Any], template_index: int, show_options: bool | None = None) -> Rendered:
-        """Render one prepared row through one template (`show_options` None: as the template says)."""
+    def _render_cot(
+        self, spec: TemplateSpec, variables: Mapping[str, Any], inputs: str, rationale: str, options: list[str], show_options: bool | None
+    ) -> Rendered:
+        """A chain-of-thought record: the rationale, then the answer sentence (`cot_answer_phrase`) after a
+        space, or on a line of its own when the rationale has several lines. The options are shown as
+        for any template, but the target is not one of them, so the record carries none."""
+        assert self._cot_phrase is not None
+        try:
+            phrase = self._cot_phrase.render(variables, self.max_chars)
+        except Exception as e:  # untrusted template: report, never crash the build
+            raise RenderError(f"template {spec.id} field cot_answer_phrase: {_failure_text(e)}") from None
+        if not phrase:
+            raise RenderError(f"template {spec.id} field cot_answer_phrase: rendered empty")
+        if options and (spec.show_options if show_options is None else show_options):
+            inputs = f"{inputs}\n\n{format_options(options)}"
+        separator = "\n" if "\n" in rationale else " "
+        return Rendered(spec.id, "cot", inputs, f"{rationale}{separator}{phrase}", (), NO_ANSWER)
+
+    def _render_prompt(self, spec: TemplateSpec, prompt: CompiledPrompt, variables: Mapping[str, Any], draws: SeededDraws) -> Rendered:
+        """A promptsource-form template on one row, as promptsource's Template.apply renders it:
+        answer_choices rendered and split on ||| into the options (visible as the list
+        `answer_choices`), then the source rendered and split on ||| into inputs and targets. No
+        options block is appended (the prompt shows what it shows); the target must be an option."""
+        if "answer_choices" in variables:
+            raise RenderError(f"template {spec.id}: the row has a field named answer_choices, which promptsource's form reserves")
+        scope = _guard_pipes(variables)
+        scope[DRAWS_VARIABLE] = draws
+        options = None
+        if prompt.choices is not None:
+            options = _split_output(self._render_part(spec, "answer_choices", prompt.choices, scope))
+        scope["answer_choices"] = options
+        parts = _split_output(self._render_part(spec, "jinja", prompt.source, scope))
+        if len(parts) > 2:
+            raise RenderError(f"template {spec.id} field jinja: rendered {len(parts) - 1} ||| separators; expected one, between inputs and targets")
+        if len(parts) < 2 or not parts[0] or not parts[1]:
+            missing = "no ||| separator" if len(parts) < 2 else "empty inputs" if not parts[0] else "an empty target"
+            raise PromptSkipped(f"template {spec.id}: {missing} on this row")
+        inputs, targets = parts
+        if options is None:
+            return Rendered(spec.id, "zero_shot", inputs, targets, (), NO_ANSWER)
+        if targets not in options:
+            raise RenderError(f"template {spec.id} field jinja: target {targets!r} is not one of the answer_choices {options!r}")
+        kind = "zero_shot" if spec.show_options else "zero_shot_no_options"
+        return Rendered(spec.id, kind, inputs, targets, tuple(options), options.index(targets))
+
+    def _render_part(self, spec: TemplateSpec, field_name: str, compiled: CompiledTemplate, variables: Mapping[str, Any]) -> str:
+        try:
+            return compiled.render(variables, self.max_chars)
+        except Exception as e:  # untrusted template: report, never crash the build
+            raise RenderError(f"template {spec.id} field {field_name}: {_failure_text(e)}") from None
+
+    def render(
+        self, variables: Mapping[str, Any], template_index: int, show_options: bool | None = None, *, seed: int = 0, example_id: str = ""
+    ) -> Rendered:
+        """Render one prepared row through one template (`show_options` None: as the template says).
+        `seed` and `example_id` seed promptsource's `choice` filter (with the task and template)."""
+        prompt = self._prompts[template_index]
+        if prompt is not None:
+            spec = self.spec.templates[template_index]
+            return self._render_prompt(spec, prompt, variables, SeededDraws(seeded_hash(seed, self.spec.name, example_id, spec.id)))
         spec, compiled_inputs, compiled_targets = self._templates[template_index]
         assert compiled_inputs is not None and compiled_targets is not None
         texts = []
@@ -312,6 +437,8 @@ class CompiledTask:
             texts.append(text)
         inputs, targets = texts
         options: list[str] = variables.get("options", []) if self.spec.answers is not None else []
+        if spec.cot:
+            return self._render_cot(spec, variables, inputs, targets, options, show_options)
         if not options or spec.inverted or spec.free_text:
             kind = "inverted" if spec.inverted else "free_text" if spec.free_text else "zero_shot"
             return Rendered(spec.id, kind, inputs, targets, (), NO_ANSWER)
@@ -402,7 +529,7 @@ def plan_applications(
     for i in indices:
         out.append(Application(i))
         t = spec.templates[i]
-        if options_variants == "both" and spec.answers is not None and t.show_options and not (t.inverted or t.free_text):
+        if options_variants == "both" and spec.answers is not None and t.show_options and not (t.inverted or t.free_text or t.cot):
             out.append(Application(i, False))
     return out + [a._replace(few_shot=True) for a in out] if few_shot else out
 
@@ -415,24 +542,32 @@ def choose_exemplars(pool: list[tuple[str, dict[str, Any]]], *, seed: int, task:
 
 
 def render_few_shot(
-    task: CompiledTask, variables: Mapping[str, Any], app: Application, exemplars: Sequence[dict[str, Any]], k: int, separator: str
+    task: CompiledTask,
+    variables: Mapping[str, Any],
+    app: Application,
+    exemplars: Sequence[dict[str, Any]],
+    k: int,
+    separator: str,
+    *,
+    seed: int = 0,
+    example_id: str = "",
 ) -> Rendered:
     """The render of `app` preceded by up to k exemplars formatted by the same template."""
     shots: list[str] = []
-    for raw in exemplars:
+    for n, raw in enumerate(exemplars):
         if len(shots) == k:
             break
         try:
             prepared = task.prepare(raw)
             if prepared is None or not task.applies(prepared, app.template_index):
                 continue
-            shot = task.render(prepared, app.template_index, app.show_options)
+            shot = task.render(prepared, app.template_index, app.show_options, seed=seed, example_id=f"{example_id}#exemplar{n}")
         except (RowError, RenderError):
             continue  # a bad exemplar is skipped; it is not this row's failure
         shots.append(f"{shot.inputs}\n{shot.targets}")
     if not shots:
         raise RenderError(f"template {task.spec.templates[app.template_index].id}: no exemplars available for a few-shot render")
-    r = task.render(variables, app.template_index, app.show_options)
+    r = task.render(variables, app.template_index, app.show_options, seed=seed, example_id=example_id)
     kind = r.template_type.replace("zero_shot", "few_shot") if r.template_type.startswith("zero_shot") else f"few_shot_{r.template_type}"
     return Rendered(r.template_id, kind, separator.join([*shots, r.inputs]), r.targets, r.options, r.answer_index)
 
@@ -461,7 +596,7 @@ class RowOutcome:
     records: list[Record]
     failures: list[str]  # one message per failed template application
     filtered: bool = False
-    skipped: int = 0  # applications whose template's own filter excluded the row
+    skipped: int = 0  # applications whose template's own filter excluded the row, or that had no target (PromptSkipped)
 
 
 def render_row(task: CompiledTask, raw: Mapping[str, Any], **plan: Any) -> RowOutcome:
@@ -486,8 +621,10 @@ def render_prepared(
     exemplars: Sequence[dict[str, Any]] = (),
     few_shot_k: int = 0,
     separator: str = "\n\n",
+    seed: int = 0,
 ) -> RowOutcome:
-    """Render a prepared row (`CompiledTask.prepare`) as planned; never raises for bad data."""
+    """Render a prepared row (`CompiledTask.prepare`) as planned; never raises for bad data.
+    `seed` is the build's (it seeds promptsource's `choice` filter)."""
     records, failures, skipped = [], [], 0
     for app in applications:
         try:
@@ -495,11 +632,13 @@ def render_prepared(
                 skipped += 1
                 continue
             rendered = (
-                render_few_shot(task, variables, app, exemplars, few_shot_k, separator)
+                render_few_shot(task, variables, app, exemplars, few_shot_k, separator, seed=seed, example_id=example_id)
                 if app.few_shot
-                else task.render(variables, app.template_index, app.show_options)
+                else task.render(variables, app.template_index, app.show_options, seed=seed, example_id=example_id)
             )
             records.append(make_record(task.spec, split, example_id, rendered))
+        except PromptSkipped:
+            skipped += 1
         except RenderError as e:
             failures.append(str(e))
     return RowOutcome(records, failures, skipped=skipped)
@@ -526,7 +665,9 @@ def iter_sample_problems(task: CompiledTask) -> Iterator[str]:
             try:
                 if not task.applies(variables, i):
                     continue
-                r = task.render(variables, i)
+                r = task.render(variables, i, example_id=f"sample #{n + 1}")
+            except PromptSkipped:
+                continue
             except RenderError as e:
                 yield f"{where}: {e}"
                 continue

@@ -158,7 +158,7 @@ class ShardRenderer:
         )
         outcome = render_prepared(
             self.task, p.variables, split=p.row.split, example_id=p.row.example_id, applications=apps,
-            exemplars=exemplars, few_shot_k=self.settings.few_shot, separator=self.settings.few_shot_separator,
+            exemplars=exemplars, few_shot_k=self.settings.few_shot, separator=self.settings.few_shot_separator, seed=self.settings.seed,
         )
         self._tally(self._name, "rendered", len(outcome.records))
         if outcome.skipped:

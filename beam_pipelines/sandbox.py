@@ -60,6 +60,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter, sa
 from jinja2.utils import Namespace, generate_lorem_ipsum
 from markupsafe import EscapeFormatter, Markup
 
+from flanforge.beam_pipelines.hashing import seeded_hash
 from flanforge.beam_pipelines.text_filters import MAX_RESULT_CHARS
 
 # --- the bounds ------------------------------------------------------------------------------
@@ -773,11 +774,62 @@ def _bounded_filters() -> dict[str, Callable[..., Any]]:
 # existing items, or filters that count what they build themselves
 UNMETERED_FILTERS = frozenset(
     "abs attr count d default filesizeformat first float int items last length max min random round unique wordcount "
-    "map select reject selectattr rejectattr batch slice groupby".split()
+    "map select reject selectattr rejectattr batch slice groupby choice".split()
 )
 # filters that run something per item (a filter, a test) or meter as they go: like loops, they
 # make a template need a budget
-ITERATING_FILTERS = frozenset("map select reject selectattr rejectattr batch slice groupby".split())
+ITERATING_FILTERS = frozenset("map select reject selectattr rejectattr batch slice groupby most_frequent".split())
+
+
+# --- promptsource's filters (its templates use them; docs/PROMPTSOURCE.md) ---------------------------
+
+DRAWS_VARIABLE = "flanforge:draws"  # not a name a template can write: only the `choice` filter reads it
+
+
+class SeededDraws:
+    """The picks of promptsource's `choice` filter in one render: the n-th pick's index is
+    seeded_hash(key, n) modulo the length, so a render's picks are a fixed function of its key
+    (render.py derives it from the build seed, the task, the example and the template), and no
+    global random state is read or changed."""
+
+    __slots__ = ("key", "drawn")
+
+    def __init__(self, key: int):
+        self.key = key
+        self.drawn = 0
+
+    def index(self, size: int) -> int:
+        pick = seeded_hash(self.key, str(self.drawn)) % size
+        self.drawn += 1
+        return pick
+
+
+@jinja2.pass_context
+def seeded_choice(context: Any, seq: Any) -> Any:
+    """promptsource's `choice` (one item of a sequence, random.choice in promptsource), seeded."""
+    draws = context.get(DRAWS_VARIABLE)
+    if draws is None:
+        raise SandboxRefusal("filter choice: this render has no seed (render it through render.CompiledTask)")
+    if not hasattr(seq, "__getitem__") or not hasattr(seq, "__len__"):
+        raise TypeError(f"filter choice needs a list, got {type(seq).__name__}")
+    if len(seq) == 0:
+        raise IndexError("filter choice: cannot choose from an empty sequence")
+    return seq[draws.index(len(seq))]
+
+
+def most_frequent(items: Any) -> list[Any] | None:
+    """promptsource's `most_frequent`: the items that occur most often, in order of first
+    occurrence (None for an empty input, as promptsource returns), the deadline checked as it counts."""
+    if not items:
+        return None
+    counts: dict[Any, int] = {}
+    for item in _timed_items(items, built=False):
+        counts[item] = counts.get(item, 0) + 1
+    top = max(counts.values())
+    return [item for item, n in counts.items() if n == top]
+
+
+PROMPTSOURCE_FILTERS: dict[str, Callable[..., Any]] = {"choice": seeded_choice, "most_frequent": most_frequent}
 
 
 def bounded_range(*args: int) -> range:

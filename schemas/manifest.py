@@ -101,6 +101,9 @@ class TaskEntry:
     # build into the same output reuses the task's rendered records while it is unchanged.
     fingerprint: str = ""
     from_cache: bool = False  # this build reused the cached render instead of reading and rendering
+    # Where the task came from when it was imported (promptsource: its dataset, subset, file and, per
+    # template, the prompt's id, name and metadata); {} for the catalog's own specs.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -59,11 +59,12 @@ class Record(TypedDict):
 
 # zero_shot: options shown (or a generative task); zero_shot_no_options: a classification
 # template rendered without its options; inverted: the task turned around; free_text: a free-text
-# target about the example (an explanation) in a task with options. The few_shot_* types are the
-# same renders preceded by exemplars from the same split.
+# target about the example (an explanation) in a task with options; cot: a rationale followed by
+# the answer sentence (chain of thought). The few_shot_* types are the same renders preceded by
+# exemplars from the same split.
 TEMPLATE_TYPES: tuple[str, ...] = (
-    "zero_shot", "zero_shot_no_options", "inverted", "free_text",
-    "few_shot", "few_shot_no_options", "few_shot_inverted", "few_shot_free_text",
+    "zero_shot", "zero_shot_no_options", "inverted", "free_text", "cot",
+    "few_shot", "few_shot_no_options", "few_shot_inverted", "few_shot_free_text", "few_shot_cot",
 )
 
 NO_ANSWER = -1

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
 from flanforge.beam_pipelines.catalog import TaskSpec
-from flanforge.beam_pipelines.sources import aligned, delimited, hub, jsonl, parquet, samples, tfrecord
+from flanforge.beam_pipelines.sources import aligned, delimited, hub, jsonl, niv2, parquet, samples, tfrecord
 from flanforge.beam_pipelines.sources.base import RawRow, SourceError, SourceShard
 
 
@@ -27,6 +27,9 @@ class SourceKind:
     read_at: Callable[[SourceShard, Mapping[int, int]], Iterator[RawRow]] | None = None
     # Checks that the files of one source agree (one call per path or glob, with a shard per file).
     check_files: Callable[[list[SourceShard]], None] | None = None
+    # Files given to a task whose spec has this kind are read as this kind whatever their extension
+    # (an NIv2 task file is `.json` but not JSON Lines).
+    claims_spec_files: bool = False
 
 
 KINDS: dict[str, SourceKind] = {
@@ -39,6 +42,7 @@ KINDS: dict[str, SourceKind] = {
     "hf": SourceKind(hub.read, plan_split=hub.plan_hub),
     "hf_disk": SourceKind(hub.read, plan_split=hub.plan_disk),
     "aligned": SourceKind(aligned.read, plan_split=aligned.plan),
+    "niv2": SourceKind(niv2.read, niv2.plan_file, claims_spec_files=True),
     "samples": SourceKind(samples.read, plan_split=samples.plan),
 }
 FILE_KINDS = sorted(k for k, kind in KINDS.items() if kind.plan_file)

@@ -83,7 +83,8 @@ def plan_files(
 ) -> list[SourceShard]:
     """Shards of the files a path or glob names (or of a local save_to_disk directory).
 
-    The kind is `kind` when given, else each file's extension, else the spec's own file kind.
+    The kind is `kind` when given, else the spec's own kind if it claims its files (`niv2`), else
+    each file's extension, else the spec's own file kind.
     Files are read with the spec's source options (`_spec_options`), `option_fields` on top."""
     if kind == "hf_disk" or (not kind and not is_remote(pattern) and os.path.isdir(pattern)):
         return hub.plan_disk_directory(spec, split, pattern, split)
@@ -92,7 +93,8 @@ def plan_files(
     wholes: dict[str, list[SourceShard]] = {}  # kind -> one shard per file, for the kind's cross-file check
     for info, rel in expand_files(spec.name, split, pattern):
         try:
-            file_kind = kind or kind_for_path(info.path, fallback=spec_kind)
+            claimed = spec_kind if spec_kind and KINDS[spec_kind].claims_spec_files else None
+            file_kind = kind or claimed or kind_for_path(info.path, fallback=spec_kind)
         except SourceError as e:
             raise source_error(spec.name, split, str(e)) from None
         opts = read_options(option_fields or {}, base=_spec_options(spec, file_kind))
