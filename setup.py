@@ -10,6 +10,9 @@ from setuptools import setup
 PACKAGE_DIRS = {
     "flanforge.beam_pipelines": "beam_pipelines",
     "flanforge.beam_pipelines.sources": "beam_pipelines/sources",
+    "flanforge.beam_pipelines.importers": "beam_pipelines/importers",
+    "flanforge.beam_pipelines.stats": "beam_pipelines/stats",
+    "flanforge.beam_pipelines.studio": "beam_pipelines/studio",
     "flanforge.schemas": "schemas",
     "flanforge.training": "training",
     "flanforge.templates": "templates",
@@ -25,6 +28,7 @@ setup(
     package_data={
         "flanforge.schemas": ["*.json"],
         "flanforge.templates": ["*.yaml", "**/*.yaml"],
+        "flanforge.beam_pipelines.studio": ["static/*"],
     },
     # Pinned together: this set resolves with no conflict on Python 3.11 (apache-beam 2.77 caps
     # pyarrow<26, protobuf<7, numpy<2.5). Dataflow workers install exactly these.
@@ -57,10 +61,14 @@ setup(
             "sacrebleu==2.6.0",
             "tensorboardX==2.6.5",
         ],
-        # duckdb and polars: tests/beam_pipelines/test_readers.py reads a built corpus with them
+        # `flanforge studio` (docs/STUDIO.md): a local web app; kept out of what Dataflow workers install
+        "studio": ["starlette==1.10.0", "uvicorn==0.55.0", "ruamel.yaml==0.19.1"],
+        # duckdb and polars: tests/beam_pipelines/test_readers.py reads a built corpus with them;
+        # playwright drives Debian's chromium in the browser tests (tests/browser.py)
         "test": [
             "tensorflow==2.21.0", "pytest==9.2.0", "hypothesis==6.170.15", "gcp-storage-emulator==2026.7.19",
-            "duckdb==2.0.1", "polars==2.1.0",
+            "duckdb==2.0.1", "polars==2.1.0", "playwright==1.64.1",
+            "starlette==1.10.0", "uvicorn==0.55.0", "ruamel.yaml==0.19.1",
         ],
         # benchmarks/: the plain-script baseline and the charts of docs/PERFORMANCE.md
         "bench": ["matplotlib==3.11.2", "pandas==3.1.1"],
