@@ -32,7 +32,7 @@ from flanforge.beam_pipelines.render import format_options
 _MERSENNE = np.uint64((1 << 61) - 1)
 _WORD = re.compile(r"\w+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-SHINGLE_CHUNK = 1 << 16  # shingles hashed per numpy pass: bounds memory to ~SHINGLE_CHUNK x num_perm x 8 bytes
+SHINGLE_CHUNK = 1 << 13  # shingles hashed per numpy pass: its temporaries are ~3 x SHINGLE_CHUNK x num_perm x 8 bytes (24 MB)
 
 
 @dataclass(frozen=True)
