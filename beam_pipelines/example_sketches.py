@@ -1,18 +1,21 @@
-"""SketchExamples: one compact sketch of every example, read back from the spill files.
+"""Example sketches: one compact sketch of every example of a read shard, as numbers.
 
 Near-duplicate removal and contamination checks work on examples (a task's row), not records: an
 example's records are its renderings, and comparing those would pair every row with itself. A
-spill file holds every record of one read shard (one task, one split), so it holds every example
-it has whole. Sketching a file reads it once, picks one zero-shot record per example (few-shot
-records quote other examples), takes its slot text (sketch.py) and keeps only numbers: shingle
-hashes and MinHash bands for near-dedup, an exact hash and n-gram hashes for contamination. The
-spill files are read where they lie, so render-cache hits are sketched like fresh renders, and
-what crosses workers is one sketch per read shard, never rows.
+read shard's records go to one spill file (one task, one split), so the file holds every example
+it has whole. Its sketch picks one zero-shot record per example (few-shot records quote other
+examples), takes its slot text (sketch.py) and keeps only numbers: shingle hashes and MinHash
+bands for near-dedup, an exact hash and n-gram hashes for contamination.
+
+A render worker builds the sketch as it spills (`SketchBuilder`, fed record by record, so the
+records are never read again); tasks replayed from the render cache are sketched by reading
+their spill files back (`SketchExamples`). Either way what crosses workers is one sketch per read
+shard, never rows.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import apache_beam as beam
 import numpy as np
@@ -97,7 +100,45 @@ def sketch_table(table: pa.Table, path: str, sources: TemplateSources, settings:
         example_pieces(inputs, targets, options, *templates.get(tid, ("", "")))
         for inputs, targets, options, tid in zip(columns["inputs"], columns["targets"], columns["options"], columns["template_id"])
     ]
-    sketch = FileSketch(path, task, split, columns["example_id"])
+    return sketch_examples(path, task, split, columns["example_id"], pieces, settings, hasher)
+
+
+class SketchBuilder:
+    """The sketch of the spill file a render worker is writing, fed each record as it is spilled.
+
+    Per example it keeps only the slot text of its best record so far (the rule of
+    `representatives`), so nothing is read back and memory is one short text per example."""
+
+    def __init__(self, path: str, sources: TemplateSources, settings: SketchSettings, hasher: MinHasher | None):
+        self._path = path
+        self._sources = sources
+        self._settings = settings
+        self._hasher = hasher
+        self._best: dict[str, tuple[tuple[int, str], list[str]]] = {}
+        self._where: tuple[str, str] | None = None
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        rank = (_PRIORITY.get(record["template_type"], 3), record["template_id"])
+        example = record["example_id"]
+        held = self._best.get(example)
+        if held is not None and held[0] <= rank:
+            return
+        self._where = (record["task"], record["split"])
+        inputs_source, targets_source = self._sources.get(record["task"], {}).get(record["template_id"], ("", ""))
+        self._best[example] = (rank, example_pieces(record["inputs"], record["targets"], record["options"], inputs_source, targets_source))
+
+    def build(self) -> FileSketch | None:
+        if self._where is None:
+            return None
+        ids = sorted(self._best)
+        return sketch_examples(self._path, *self._where, ids, [self._best[e][1] for e in ids], self._settings, self._hasher)
+
+
+def sketch_examples(
+    path: str, task: str, split: str, example_ids: list[str], pieces: list[list[str]], settings: SketchSettings, hasher: MinHasher | None
+) -> FileSketch:
+    """The numbers of a file's examples, given each one's slot text."""
+    sketch = FileSketch(path, task, split, example_ids)
     if settings.near is not None and hasher is not None:
         near = settings.near
         sets = [shingles(p, near.ngram) for p in pieces]
@@ -111,14 +152,17 @@ def sketch_table(table: pa.Table, path: str, sources: TemplateSources, settings:
     return sketch
 
 
+def make_hasher(settings: SketchSettings) -> MinHasher | None:
+    return MinHasher(settings.near.num_perm, settings.near.seed) if settings.near is not None else None
+
+
 class _SketchFn(beam.DoFn):
     def __init__(self, sources: TemplateSources, settings: SketchSettings):
         self._sources = sources
         self._settings = settings
 
     def setup(self) -> None:
-        near = self._settings.near
-        self._hasher = MinHasher(near.num_perm, near.seed) if near is not None else None
+        self._hasher = make_hasher(self._settings)
 
     def process(self, element: tuple[str, Iterable[tuple[int, ...]]]) -> Iterator[FileSketch]:
         path, batch_lists = element
@@ -130,7 +174,7 @@ class _SketchFn(beam.DoFn):
 
 
 class SketchExamples(beam.PTransform):
-    """(destination, SpillRef) pairs -> one FileSketch per spill file."""
+    """(destination, SpillRef) pairs -> one FileSketch per spill file, read back (render-cache hits)."""
 
     def __init__(self, tasks: Iterable[TaskSpec], settings: SketchSettings):
         super().__init__()

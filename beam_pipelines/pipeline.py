@@ -31,7 +31,7 @@ from flanforge.beam_pipelines.near_dedup import LOSERS, NearDuplicates
 from flanforge.beam_pipelines.publish import Publish, staging_root
 from flanforge.beam_pipelines.shards import REMOVAL_REASONS, WriteShards
 from flanforge.beam_pipelines.sources import SourceShard
-from flanforge.beam_pipelines.transforms import SHARD_FILES, SUMMARIES, ExemplarPools, RenderJob, RenderShards
+from flanforge.beam_pipelines.transforms import SHARD_FILES, SKETCHES, SUMMARIES, ExemplarPools, RenderJob, RenderShards
 
 
 @dataclass(frozen=True)
@@ -54,17 +54,21 @@ class BuildPlan:
 
 
 class _Streams:
-    """The refs, summaries, counts and dead letters of every Render branch, flattened at the end."""
+    """The refs, summaries, sketches, counts and dead letters of every Render branch, flattened at the end."""
 
     def __init__(self) -> None:
         self.refs: list[beam.PCollection] = []
         self.summaries: list[beam.PCollection] = []
+        self.sketches: list[beam.PCollection] = []
         self.counts: list[beam.PCollection] = []
         self.dead: list[beam.PCollection] = []
 
-    def add(self, outputs: Mapping[str, beam.PCollection]) -> None:
+    def add(self, outputs: Mapping[str, beam.PCollection], sketched: bool = False) -> None:
+        """`sketched`: the branch also emits example sketches (a render that sketches as it spills)."""
         self.refs.append(outputs["refs"])
         self.summaries.append(outputs[SUMMARIES])
+        if sketched:
+            self.sketches.append(outputs[SKETCHES])
         self.counts.append(outputs[COUNTS])
         self.dead.append(outputs[DEAD_LETTERS])
 
@@ -85,19 +89,26 @@ def _short_tasks(totals: beam.PCollection, counts: beam.PCollection, cap: int) -
     )
 
 
+def sketch_settings(config: BuildConfig, plan: BuildPlan) -> SketchSettings | None:
+    """What to sketch of every example: for --near-dedup, and for the contamination check when the
+    build has evaluation data to check against (None: neither, and no example is sketched)."""
+    evaluation = plan.external or any(s.split != "train" for shards in plan.shards.values() for s in shards)
+    check = bool(config.contamination_ngram) and bool(evaluation)
+    if not config.near_dedup and not check:
+        return None
+    return SketchSettings(config.near_dedup_params if config.near_dedup else None, config.contamination_ngram if check else None)
+
+
 def _examples_to_remove(
-    p: beam.Pipeline, config: BuildConfig, plan: BuildPlan, refs: beam.PCollection, streams: _Streams, staging: str
+    p: beam.Pipeline, config: BuildConfig, settings: SketchSettings | None, plan: BuildPlan, streams: _Streams, staging: str
 ) -> tuple[beam.PCollection, beam.PCollection]:
     """((split, task, example id), near_duplicates | contaminated) of the examples the shard writers
     drop, and the near-duplicate sample files. Contamination findings join the counts (`streams`)."""
-    evaluation = plan.external or any(s.split != "train" for shards in plan.shards.values() for s in shards)
-    check = bool(config.contamination_ngram) and bool(evaluation)
-    settings = SketchSettings(config.near_dedup_params if config.near_dedup else None, config.contamination_ngram if check else None)
     removals: list[beam.PCollection] = []
     samples = p | "NoNearDuplicates" >> beam.Create([])
-    if settings.near is None and settings.contamination_ngram is None:
+    if settings is None:
         return p | "NothingRemoved" >> beam.Create([]), samples
-    sketches = refs | "SketchExamples" >> SketchExamples(plan.tasks, settings)
+    sketches = tuple(streams.sketches) | "AllSketches" >> beam.Flatten()
     if settings.near is not None:
         near = sketches | "NearDuplicates" >> NearDuplicates(settings.near, staging)
         removals.append(near[LOSERS] | "NearDuplicateExamples" >> beam.MapTuple(lambda key, _: (key, "near_duplicates")))
@@ -138,11 +149,15 @@ def build_pipeline(
         else p | "NoExemplars" >> beam.Create([])
     )
     streams = _Streams()
-    job = RenderJob(tuple(to_render), settings, plan.layout, output, cache.spill_dirs(), plan.quotas, progress_dir)
+    sketching = sketch_settings(config, plan)
+    job = RenderJob(tuple(to_render), settings, plan.layout, output, cache.spill_dirs(), plan.quotas, progress_dir, sketching)
     rendered = p | "Render" >> RenderShards(shards, job, pools=pools, keep_summaries=cache.write)
-    streams.add(rendered)
+    streams.add(rendered, sketched=sketching is not None)
     if cache.reused:
-        streams.add(p | "ReadRenderCache" >> ReadRenderCache(output, cache.reused))
+        replayed = p | "ReadRenderCache" >> ReadRenderCache(output, cache.reused)
+        streams.add(replayed)
+        if sketching is not None:  # cached renders are sketched from their spill files
+            streams.sketches.append(replayed["refs"] | "SketchCachedExamples" >> SketchExamples(plan.tasks, sketching))
     if cache.write and to_render:
         _ = (rendered[SHARD_FILES], rendered[DEAD_LETTERS], rendered[COUNTS]) | "WriteRenderCache" >> WriteRenderCache(output, cache.to_render)
 
@@ -155,11 +170,11 @@ def build_pipeline(
         capped_shards = [s for s in plan.shards_of(clusters) if (s.task, s.key) in plan.quotas]
         # Every task may need a top-up (cached ones too); it spills to scratch: it is never cached.
         top_up = replace(job, tasks=tuple(plan.tasks), spill_dirs={t: f"{SPILL_DIR}/{t}" for t in clusters})
-        streams.add(p | "TopUp" >> RenderShards(capped_shards, top_up, pools=pools, short=short))
+        streams.add(p | "TopUp" >> RenderShards(capped_shards, top_up, pools=pools, short=short), sketched=sketching is not None)
     refs = tuple(streams.refs) | "AllRefs" >> beam.Flatten()
     # The corpus is written to staging; Publish swaps it in for the published one at the very end.
     staging = staging_root(output)
-    removed, samples = _examples_to_remove(p, config, plan, refs, streams, staging)
+    removed, samples = _examples_to_remove(p, config, sketching, plan, streams, staging)
     decisions = tuple(streams.summaries) | "AllSummaries" >> beam.Flatten() | "Deduplicate" >> DedupDecisions(clusters, cap, removed)
     if cap is not None:
         thresholds = decisions["thresholds"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import collections
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -32,10 +32,17 @@ from flanforge.beam_pipelines.render import (
 )
 from flanforge.beam_pipelines.sources import ReadProblem, SourceRow, SourceShard, read_rows_at, read_shard
 from flanforge.beam_pipelines.sources.base import quote
-from flanforge.beam_pipelines.spill import SpillWriter
 from flanforge.schemas.records import EVAL_ZEROSHOT
 
 Tally = Callable[[str, str, int], None]  # (task, counter, n)
+
+
+class RecordSink(Protocol):
+    """Where rendered records go: a SpillWriter (or one that also sketches what it spills)."""
+
+    def add(self, record: dict[str, Any], sample_key: int | None = None) -> None: ...
+
+
 Pools = Mapping[str, list[tuple[str, dict[str, Any]]]]  # task -> few-shot exemplar candidates
 
 
@@ -169,7 +176,7 @@ class ShardRenderer:
 
     # -- passes ---------------------------------------------------------------------------------
 
-    def render_all(self, shard: SourceShard, sink: SpillWriter, pools: Pools) -> None:
+    def render_all(self, shard: SourceShard, sink: RecordSink, pools: Pools) -> None:
         """Every application of every row (an uncapped split)."""
         for p in self._prepared_rows(shard, count=True):
             for record in self._render(p, p.applications, pools).records:
@@ -209,20 +216,20 @@ class ShardRenderer:
                 chosen[int(ords[at])][int(apps[at])] = int(keys[at])
         return chosen, {positions[o]: o for o in chosen}, total - sum(len(v) for v in chosen.values())
 
-    def _render_chosen(self, p: _Prepared, chosen: Mapping[int, int], sink: SpillWriter, pools: Pools) -> None:
+    def _render_chosen(self, p: _Prepared, chosen: Mapping[int, int], sink: RecordSink, pools: Pools) -> None:
         """Render some applications of a row one by one (each record carries its own sampling key)."""
         for j in sorted(chosen):
             for record in self._render(p, [p.applications[j]], pools).records:
                 sink.add(record, sample_key=chosen[j])
 
-    def render_candidates(self, shard: SourceShard, sink: SpillWriter, pools: Pools, quota: int) -> None:
+    def render_candidates(self, shard: SourceShard, sink: RecordSink, pools: Pools, quota: int) -> None:
         """First pass of a capped split: per template, only the `quota` smallest keys are rendered."""
         chosen, where, left_out = self._select(shard, quota, count=True)
         self._tally(self._name, "capped", left_out)
         for p in self._prepared_rows(shard, count=False, rows=read_rows_at(shard, where)):
             self._render_chosen(p, chosen[p.row.ordinal], sink, pools)
 
-    def render_top_up(self, shard: SourceShard, sink: SpillWriter, pools: Pools, quota: int) -> None:
+    def render_top_up(self, shard: SourceShard, sink: RecordSink, pools: Pools, quota: int) -> None:
         """Top-up pass: render every application the first pass left out (its choice is recomputed, not stored)."""
         first_pass, _, _ = self._select(shard, quota, count=False)
         rendered = 0

@@ -14,6 +14,7 @@ import xxhash
 
 from flanforge.beam_pipelines.catalog import TaskSpec
 from flanforge.beam_pipelines.counting import COUNTS, DEAD_LETTERS, CountingDoFn
+from flanforge.beam_pipelines.example_sketches import SketchBuilder, SketchSettings, make_hasher, template_sources
 from flanforge.beam_pipelines.hashing import seeded_hash
 from flanforge.beam_pipelines.layout import ShardLayout
 from flanforge.beam_pipelines.progress import report_shard
@@ -26,6 +27,7 @@ from flanforge.schemas.files import join_path
 
 SUMMARIES = "summaries"
 SHARD_FILES = "shard_files"
+SKETCHES = "sketches"
 # Train rows per task kept as few-shot exemplar candidates; each row draws its own K from these.
 EXEMPLAR_POOL_SIZE = 64
 
@@ -48,6 +50,19 @@ class RenderJob:
     spill_dirs: Mapping[str, str]
     quotas: Mapping[tuple[str, str], int]
     progress_dir: str | None = None  # a local build's progress display reads what each read shard did here
+    sketch: SketchSettings | None = None  # sketch each read shard's examples as they are spilled (example_sketches.py)
+
+
+class _SketchingSink:
+    """The spill writer, with each record also shown to the shard's SketchBuilder."""
+
+    def __init__(self, spill: SpillWriter, sketch: SketchBuilder):
+        self._spill = spill
+        self._sketch = sketch
+
+    def add(self, record: dict[str, Any], sample_key: int | None = None) -> None:
+        self._sketch.add(record)
+        self._spill.add(record, sample_key)
 
 
 class _RenderShardFn(CountingDoFn):
@@ -61,10 +76,13 @@ class _RenderShardFn(CountingDoFn):
         self._top_up = top_up
         self._keep_summaries = keep_summaries
         self._progress_dir = job.progress_dir
+        self._sketch = job.sketch
+        self._sketch_sources = template_sources(job.tasks) if job.sketch is not None else {}
 
     def setup(self) -> None:
         # Compile every template once per worker, never per row.
         self._compiled = {name: CompiledTask(spec) for name, spec in self._specs.items()}
+        self._hasher = make_hasher(self._sketch) if self._sketch is not None else None
 
     def process(self, shard: SourceShard, pools: Mapping[str, list], short: Iterable[str] = ()) -> Iterator[Any]:
         if self._top_up and shard.task not in set(short):
@@ -78,7 +96,12 @@ class _RenderShardFn(CountingDoFn):
 
         renderer = ShardRenderer(self._compiled[shard.task], self._settings, tally, letters.append)
         rel = f"{self._spill_dirs[shard.task]}/{shard_file_stem(shard)}{'-top-up' if self._top_up else ''}"
-        sink = SpillWriter(join_path(self._output, rel + ".arrow"), self._layout, shard.task, shard.split)
+        spill = SpillWriter(join_path(self._output, rel + ".arrow"), self._layout, shard.task, shard.split)
+        builder = (
+            SketchBuilder(join_path(self._output, rel + ".arrow"), self._sketch_sources, self._sketch, self._hasher)
+            if self._sketch is not None else None
+        )
+        sink = spill if builder is None else _SketchingSink(spill, builder)
         quota = self._quotas.get((shard.task, shard.key))
         if self._top_up:
             renderer.render_top_up(shard, sink, pools, quota or 0)
@@ -86,13 +109,16 @@ class _RenderShardFn(CountingDoFn):
             renderer.render_all(shard, sink, pools)
         else:
             renderer.render_candidates(shard, sink, pools, quota)
-        refs, summary = sink.close()
+        refs, summary = spill.close()
         if self._progress_dir and not self._top_up:
             report_shard(self._progress_dir, shard_file_stem(shard), shard.file_bytes, done["read"] + done["read_errors"], done["rendered"])
         for letter in letters:
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
         yield from refs
         yield beam.pvalue.TaggedOutput(SUMMARIES, summary)
+        sketch = builder.build() if builder is not None else None
+        if sketch is not None:
+            yield beam.pvalue.TaggedOutput(SKETCHES, sketch)
         if self._keep_summaries:
             summary_bytes = summary.to_bytes()
             write_bytes(join_path(self._output, rel + ".summary.npz"), summary_bytes)
@@ -101,7 +127,7 @@ class _RenderShardFn(CountingDoFn):
                 {"task": shard.task, "spill": rel + ".arrow", "summary": rel + ".summary.npz",
                  "refs": [[list(dest), list(ref.batches), ref.rows] for dest, ref in refs],
                  # checked when the entry is reused: a damaged or edited cache is re-rendered, never published
-                 "spill_xxh3": sink.digest, "summary_xxh3": xxhash.xxh3_128_hexdigest(summary_bytes)},
+                 "spill_xxh3": spill.digest, "summary_xxh3": xxhash.xxh3_128_hexdigest(summary_bytes)},
             )
 
 
@@ -134,7 +160,9 @@ class RenderShards(beam.PTransform):
             pbegin
             | "Shards" >> beam.Create(self._shards)
             | "Spread" >> beam.Reshuffle()  # so a multi-process DirectRunner or Dataflow reads in parallel
-            | "ReadRender" >> beam.ParDo(self._fn, **self._side).with_outputs(SUMMARIES, SHARD_FILES, COUNTS, DEAD_LETTERS, main="refs")
+            | "ReadRender" >> beam.ParDo(self._fn, **self._side).with_outputs(
+                SUMMARIES, SHARD_FILES, SKETCHES, COUNTS, DEAD_LETTERS, main="refs"
+            )
         )
 
 

@@ -203,3 +203,16 @@ def test_near_dedup_inside_a_capped_build_still_fills_the_cap(tmp_path, planted)
     written_train = read_manifest(str(tmp_path / "capped")).tasks["rte"].written_by_split["train"]
     assert written_train == 300
     assert counts["template_applications"] == sum(counts[k] for k in ("written", "duplicates", "near_duplicates", "contaminated", "capped", "failed", "skipped"))
+
+
+def test_a_rebuild_from_the_render_cache_finds_the_same(tmp_path, planted):
+    """Fresh renders are sketched as they spill; cached ones from their spill files: same decisions."""
+    out = tmp_path / "out"
+    build(out, planted, "--near-dedup")
+    first = read_manifest(str(out))
+    build(out, planted, "--near-dedup")
+    again = read_manifest(str(out))
+    assert again.tasks["rte"].from_cache
+    assert again.tasks["rte"].counts == first.tasks["rte"].counts
+    assert again.contamination == first.contamination
+    assert [s.sha256 for s in again.shards] == [s.sha256 for s in first.shards]
