@@ -8,14 +8,14 @@ import re
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Mapping, TextIO
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, WorkerOptions, _BeamArgumentParser
 from apache_beam.runners.runner import PipelineResult
 
 from flanforge.beam_pipelines.balance import shard_quotas
-from flanforge.beam_pipelines.catalog import SpecError, load_catalog
+from flanforge.beam_pipelines.catalog import SpecError, TaskSpec, load_catalog
 from flanforge.beam_pipelines.config import BuildConfig
 from flanforge.beam_pipelines.contamination import SIDE_INPUT_MAX_BYTES, external_shards
 from flanforge.beam_pipelines.incremental import SPILL_DIR, CachePlan, plan_cache, task_fingerprint
@@ -87,9 +87,22 @@ def _own_parser() -> _BeamArgumentParser:
     return parser
 
 
-def plan_build(config: BuildConfig) -> BuildPlan:
+def nominal_shards(task: TaskSpec, splits: Mapping[str, str] | None) -> list[SourceShard]:
+    """A dry run's stand-in for sources it does not read: one empty read shard per output split,
+    so the job can be translated and its shape shown without touching the data."""
+    wanted = splits or {s: s for s in task.source.splits}
+    return [
+        SourceShard(task=task.name, split=out, kind=task.source.kind, location=task.source.path or "", start=0, end=-1, id_field=task.source.id_field)
+        for out in sorted(set(wanted.values()))
+    ]
+
+
+def plan_build(config: BuildConfig, dry_run: bool = False) -> BuildPlan:
     """Resolve the tasks, their read shards, the output layout and the cap quotas on the launcher,
-    failing before any work is launched."""
+    failing before any work is launched.
+
+    `dry_run`: only the job's shape is wanted, so hub sources are not asked (they stand in as one
+    empty read shard per split), nor are sources that cannot be listed; the plan names them."""
     catalog = load_catalog(config.templates)
     named = config.tasks or (tuple(config.sources) if not config.clusters else ())
     selected = catalog.select(named or None, config.clusters or None)
@@ -101,10 +114,20 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     tasks = [t for t in selected if t.cluster not in excluded]
     settings = config.render_settings
     shards, profiles = {}, {}
+    unread: dict[str, str] = {}  # task -> why a dry run did not plan it from its source
     compiled = [CompiledTask(t) for t in tasks]  # a template that does not compile stops the build before any work
     for t, c in zip(tasks, compiled):
         splits = {"validation": EVAL_ZEROSHOT} if t.cluster in held else None
-        shards[t.name] = plan_reads(t, demo=config.demo, overrides=config.sources.get(t.name, {}), splits=splits)
+        overrides = config.sources.get(t.name, {})
+        if dry_run and t.source.kind == "hf" and not overrides and not config.demo:
+            shards[t.name], unread[t.name] = nominal_shards(t, splits), "a hub dataset (not asked in a dry run)"
+        else:
+            try:
+                shards[t.name] = plan_reads(t, demo=config.demo, overrides=overrides, splits=splits)
+            except SourceError as e:
+                if not dry_run:
+                    raise
+                shards[t.name], unread[t.name] = nominal_shards(t, splits), f"not listed: {e}"
         profiles[t.name] = profile_task(c, mode=settings.mode, options_variants=settings.options_variants, few_shot=settings.few_shot)
     cap = config.max_examples_per_task
     layout = plan_layout(compiled, shards, profiles, target_shard_bytes=config.target_shard_bytes, cap=cap)
@@ -120,7 +143,7 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     evaluation_bytes += sum(s.file_bytes for s, _ in external)
     return BuildPlan(
         tasks, shards, tuple(sorted(excluded)), fingerprints, layout, quotas,
-        external=tuple(external), contamination_join=evaluation_bytes > SIDE_INPUT_MAX_BYTES,
+        external=tuple(external), contamination_join=evaluation_bytes > SIDE_INPUT_MAX_BYTES, unread=unread,
     )
 
 
@@ -174,6 +197,12 @@ def dry_run_summary(pipeline: beam.Pipeline, result: PipelineResult, options: Pi
         f"  steps: {len(steps)} top-level ({', '.join(steps)})",
         f"  tasks: {len(plan.tasks)} in {len(clusters)} clusters ({', '.join(clusters)})",
         f"  reads: {len(shards)} read shards, {sum(s.file_bytes for s in shards) / 1e6:,.1f} MB of files (hub and sample sources not counted)",
+        *(
+            [f"  not read for this dry run ({len(plan.unread)} tasks, sized as empty; the real run plans them from their data): "
+             + ", ".join(f"{t} ({why})" for t, why in sorted(plan.unread.items())[:8])
+             + (f", … {len(plan.unread) - 8} more" if len(plan.unread) > 8 else "")]
+            if plan.unread else []
+        ),
         "  output: " + ", ".join(f"{split} {n} shards" for split, n in sorted(by_split.items())) + f" per format, over {len(layout)} split/cluster folders",
     ]
     if runner_kind(options) == DATAFLOW:
@@ -195,8 +224,8 @@ def run_build(config: BuildConfig, options: PipelineOptions, err: TextIO | None 
     The pipeline is run explicitly rather than by `with beam.Pipeline(...)`, so that a Dataflow job
     can be named before the wait. `err` gets the progress line of a local run and that job link."""
     err = err or sys.stderr
-    plan = plan_build(config)
     translate_only = is_translate_only(options)
+    plan = plan_build(config, dry_run=translate_only)
     with contextlib.nullcontext() if translate_only else output_lock(config.output, err=err):
         return _run_planned(config, options, plan, translate_only, err)
 

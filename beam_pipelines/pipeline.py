@@ -12,7 +12,7 @@ their references, summaries, counts and dead letters.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
 import apache_beam as beam
@@ -48,6 +48,8 @@ class BuildPlan:
     external: tuple[tuple[SourceShard, str], ...] = ()
     # Evaluation data is matched through a side-input index, or when large by a hash-range join.
     contamination_join: bool = False
+    # A dry run's tasks that were not planned from their sources: task -> why (build.plan_build).
+    unread: Mapping[str, str] = field(default_factory=dict)
 
     def shards_of(self, tasks: Iterable[str]) -> list[SourceShard]:
         return [s for t in sorted(tasks) for s in self.shards[t]]

@@ -205,6 +205,23 @@ def test_cli_dry_run_says_so_and_leaves_the_previous_output(gcs_emulator, capsys
     assert storage.Client.create_anonymous_client().bucket(bucket).blob("out/manifest.json").download_as_bytes() == b"{}"
 
 
+def test_dry_run_asks_no_hub_and_sizes_unlistable_sources_as_empty(gcs_emulator, capsys, monkeypatch, tmp_path):
+    """--dry_run=True checks the job's shape without data: hub sources are not asked (here asking
+    would fail the test), and a source that cannot be listed is named instead of stopping it."""
+    from flanforge.beam_pipelines.sources import hub
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(hub, "plan_hub", lambda *a: pytest.fail("a dry run asked the hub"))
+    bucket = gcs_emulator.new_bucket()
+    out = io.StringIO()
+    argv = [*DATAFLOW, "--tasks", "rte,sst2", "--source", f"sst2=gs://{bucket}/missing/*.tsv", "--output", f"gs://{bucket}/out", "--dry_run=True"]
+    assert run_build_cli(argv, out) == 0, capsys.readouterr().err
+    text = out.getvalue()
+    assert "  tasks: 2 in 2 clusters (nli, sentiment)" in text
+    assert "not read for this dry run (2 tasks, sized as empty" in text
+    assert "rte (a hub dataset (not asked in a dry run))" in text and "sst2 (not listed: " in text
+
+
 def expected_package_files() -> set[str]:
     """Every module and data file of the four subpackages, plus setup.py."""
     found = {"setup.py"}
