@@ -322,6 +322,21 @@ class _OwnFailuresFilter(logging.Filter):
 _OWN_FAILURES = _OwnFailuresFilter()
 
 
+class _WorkerNoiseFilter(logging.Filter):
+    """Drops two warnings every multi-process DirectRunner worker relays at start-up and that say
+    nothing about the build: Beam's own runner flags it hands its workers and they do not parse,
+    and a missing semi-persistent directory that only matters for registered schema types."""
+
+    NOISE = ("Discarding unparseable args: [\\'--pipeline_type_check\\', \\'--direct_runner_use_stacked_bundle\\']", "No semi_persistent_directory found")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(noise in message for noise in self.NOISE)
+
+
+_WORKER_NOISE = _WorkerNoiseFilter()
+
+
 def _without_beam_suffix(message: str) -> str:
     """Beam appends " [while running 'Step/Name']" to an exception from a step; the step is ours to name."""
     return re.sub(r" \[while running '[^']*'\]\s*$", "", message.strip())
@@ -346,6 +361,7 @@ def run_build_cli(argv: list[str], out: TextIO = sys.stdout, err: TextIO | None 
         argv = [*argv, "--runner=DirectRunner"]
     options = PipelineOptions(argv)
     logging.getLogger("apache_beam.runners.common").addFilter(_OWN_FAILURES)  # added once: the same object
+    logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(_WORKER_NOISE)
     try:
         config = options.view_as(BuildOptions).to_config()
         check_launch(options, config)

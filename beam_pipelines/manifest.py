@@ -32,8 +32,10 @@ from flanforge.schemas.manifest import (
 )
 
 def contamination_report(config: BuildConfig, counts: Iterable[tuple[tuple[str, str], int]]) -> dict[str, Any]:
-    """The manifest's `contamination` section ({} when the build did not check)."""
-    if not config.contamination_ngram:
+    """The manifest's `contamination` section ({} when the build did not check: the check off, or
+    no evaluation data to check against, so no train example was sketched)."""
+    counts = list(counts)
+    if not config.contamination_ngram or not any(counter.startswith("contamination@") for (_, counter), _ in counts):
         return {}
     return report(
         counts, ngram=config.contamination_ngram, decontaminated=config.decontaminate, against=config.decontaminate_against,

@@ -270,3 +270,18 @@ def test_progress_counts_rows_and_input_with_a_rate_and_an_eta(tmp_path, monkeyp
     assert run_build_cli(["--output", str(tmp_path / "out"), "--source", f"rte={data}"], io.StringIO(), err) == 0
     line = err.getvalue()
     assert "100% of the input read" in line and "300 rows read, 3,000 records rendered" in line and "ETA" in line
+
+
+def test_multi_process_workers_start_up_noise_is_dropped_and_other_warnings_kept():
+    import logging
+
+    from flanforge.beam_pipelines.build import _WORKER_NOISE
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("apache_beam.runners.portability.local_job_service", logging.WARNING, __file__, 1, message, None, None)
+
+    relayed = 'Worker: severity: WARN message: "Discarding unparseable args: [\\\'--pipeline_type_check\\\', \\\'--direct_runner_use_stacked_bundle\\\']"'
+    assert not _WORKER_NOISE.filter(record(relayed))
+    assert not _WORKER_NOISE.filter(record('Worker: severity: WARN message: "No semi_persistent_directory found: ..."'))
+    assert _WORKER_NOISE.filter(record('Worker: severity: WARN message: "Discarding unparseable args: [\\\'--my_flag\\\']"'))
+    assert _WORKER_NOISE.filter(record("Worker: severity: ERROR message: something real"))
