@@ -112,6 +112,7 @@ def plan_build(config: BuildConfig, dry_run: bool = False) -> BuildPlan:
     held = set(config.holdout_clusters)
     excluded = catalog.excluded_by_holdout(held) - held
     tasks = [t for t in selected if t.cluster not in excluded]
+    config.check_collections(tasks)
     settings = config.render_settings
     shards, profiles = {}, {}
     unread: dict[str, str] = {}  # task -> why a dry run did not plan it from its source

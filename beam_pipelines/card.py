@@ -73,14 +73,29 @@ def dataset_card(manifest: Manifest, tasks: Iterable[TaskSpec], formats: Iterabl
         "|---|---|",
         *[f"| {split} | {sum(t.written_by_split.get(split, 0) for t in manifest.tasks.values())} |" for split in splits],
         "",
+        "## Collections",
+        "",
+        "A task's share of training (`rate`) is its collection's share, split among the collection's tasks",
+        "in proportion to their mixing weights (docs/COLLECTIONS.md in flanforge).",
+        "",
+        "| collection | weight | rate | tasks | written | train |",
+        "|---|---|---|---|---|---|",
+        *[
+            f"| {name} | {'-' if c['weight'] is None else format(c['weight'], 'g')} | {c['rate']:.4f} | {c['tasks']} | {c['written']} | {c['train']} |"
+            for name, c in manifest.collections.items()
+        ],
+        "",
         "## Tasks",
         "",
-        "| task | cluster | templates | written | mixing weight | license |",
-        "|---|---|---|---|---|---|",
+        "| task | cluster | collection | templates | written | mixing weight | rate | license |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, entry in sorted(manifest.tasks.items()):
         license_text = " ".join((specs[name].license if name in specs else "").split()).replace("|", "/")
-        lines.append(f"| {name} | {entry.cluster} | {entry.templates} | {entry.counts.get('written', 0)} | {entry.mixing_weight} | {license_text} |")
+        lines.append(
+            f"| {name} | {entry.cluster} | {entry.collection} | {entry.templates} | {entry.counts.get('written', 0)} "
+            f"| {entry.mixing_weight} | {entry.rate:.4f} | {license_text} |"
+        )
     lines += [
         "",
         "Each task keeps the license of its source dataset (the table above, from the task specs); check",

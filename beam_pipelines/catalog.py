@@ -67,6 +67,18 @@ def _one_line(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:
 DEFAULT_COT_ANSWER_PHRASE = "So the answer is {{ answer }}."
 
 
+def default_collection(data: Mapping[str, Any]) -> str:
+    """The collection of a spec that names none, from where the task came from: the names are
+    Flan 2022's collections (docs/COLLECTIONS.md), so its published weights apply as they are."""
+    if data.get("promptsource"):
+        return "p3"
+    if data["source"]["kind"] == "niv2":
+        return "niv2"
+    if data["cluster"] == "cot":
+        return "cot"
+    return "flan2021"
+
+
 @dataclass(frozen=True)
 class TemplateSpec:
     id: str
@@ -168,6 +180,7 @@ class TaskSpec:
     cot_answer_phrase: str = DEFAULT_COT_ANSWER_PHRASE  # Jinja: the sentence after a cot template's rationale
     path: str = ""  # the file the spec came from, for error messages
     promptsource: Mapping[str, Any] | None = None  # an imported task's dataset, subset and templates.yaml
+    collection: str = "flan2021"  # the spec's `collection`, else default_collection: whose recipe weight applies
 
     @property
     def template_ids(self) -> tuple[str, ...]:
@@ -330,6 +343,7 @@ def _build_task_spec(data: dict[str, Any], path: str) -> TaskSpec:
         filters=tuple(data.get("filters") or ()),
         cot_answer_phrase=data.get("cot_answer_phrase", DEFAULT_COT_ANSWER_PHRASE),
         promptsource=data.get("promptsource"),
+        collection=data.get("collection") or default_collection(data),
         answers=None
         if answers is None
         else AnswerSpec(
@@ -564,8 +578,44 @@ def _load_tasks(root: str, clusters: Mapping[str, str], *, clusters_file: str) -
     return tasks
 
 
+COLLECTION_KEYS = ("weight", "mixing_rate_cap")
+# Settings a build applies to every task alike (one RenderSettings, one cap): a recipe that sets them
+# per collection is refused rather than half-honoured (docs/COLLECTIONS.md, "Not yet").
+BUILD_WIDE_KEYS = ("max_examples_per_task", "template_mode", "few_shot", "options_variants")
+
+
+def parse_collections(raw: Any, where: str) -> dict[str, dict[str, Any]]:
+    """A recipe's `collections:` -> {name: {weight, mixing_rate_cap}} (cap None: the build's
+    --mixing-rate-cap); SpecError naming `where` and the collection for anything else."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise SpecError([f"{where}: collections: expected a mapping of collection -> {{weight: W, mixing_rate_cap: N}}"])
+    problems, out = [], {}
+    for name, entry in raw.items():
+        label = f"{where}: collections: {_one_line(repr(name) if not isinstance(name, str) else name, 60)}"
+        if not (isinstance(name, str) and _NAME.fullmatch(name)):
+            problems.append(f"{label}: not a collection name (lowercase letters, digits, _)")
+            continue
+        if not isinstance(entry, Mapping):
+            problems.append(f"{label}: expected {{weight: W}}")
+            continue
+        for key in sorted(set(entry) - set(COLLECTION_KEYS)):
+            why = ("set per collection is not supported yet: give one value for the whole build under `build:`"
+                   if key in BUILD_WIDE_KEYS else f"unknown key (a collection takes {', '.join(COLLECTION_KEYS)})")
+            problems.append(f"{label}: {_one_line(key, 60)}: {why}")
+        weight, cap = entry.get("weight"), entry.get("mixing_rate_cap")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < float("inf"):
+            problems.append(f"{label}: weight: {_one_line(repr(weight), 40)}: a positive number (the collection's share of training)")
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            problems.append(f"{label}: mixing_rate_cap: {_one_line(repr(cap), 40)}: a whole number of examples, at least 1")
+        out[name] = {"weight": weight, "mixing_rate_cap": cap}
+    if problems:
+        raise SpecError(problems)
+    return out
+
+
 def load_recipe(name_or_path: str, templates_dir: str | Path | None = None) -> dict[str, Any]:
-    """A recipe's build settings: a file path (local or gs://), or a name under <templates>/recipes/."""
+    """A recipe's build settings: a file path (local or gs://), or a name under <templates>/recipes/;
+    its `collections:`, if any, under the key `collections`."""
     root = _root(templates_dir)
     path = name_or_path if name_or_path.endswith(".yaml") else _join(root, RECIPES_DIR, f"{name_or_path}.yaml")
     if not _is_file(path) and templates_dir is not None and not _is_file(_join(root, CLUSTERS_FILE)):
@@ -576,4 +626,5 @@ def load_recipe(name_or_path: str, templates_dir: str | Path | None = None) -> d
     data = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("build"), dict) or "version" not in data:
         raise SpecError([f"{path}: a recipe needs 'name', 'version' and a 'build' mapping"])
-    return {**data["build"], "recipe": f"{data.get('name', _stem(path))}@{data['version']}"}
+    collections = {"collections": parse_collections(data["collections"], path)} if "collections" in data else {}
+    return {**data["build"], **collections, "recipe": f"{data.get('name', _stem(path))}@{data['version']}"}

@@ -6,8 +6,9 @@ the output must not depend on them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
+from flanforge.beam_pipelines.catalog import SpecError, TaskSpec, parse_collections
 from flanforge.beam_pipelines.render import RenderSettings, TemplateMode
 from flanforge.beam_pipelines.sketch import NearDedupParams
 from flanforge.schemas.records import DEFAULT_FORMATS, FORMATS
@@ -48,6 +49,9 @@ class BuildConfig:
     contamination_ngram: int = DEFAULT_CONTAMINATION_NGRAM  # 0: no contamination check
     decontaminate: bool = False  # drop train examples found in evaluation data (contamination.py)
     decontaminate_against: tuple[str, ...] = ()  # external evaluation sets, PATH[#field=NAME]
+    # A recipe's `collections:`: name -> {weight, mixing_rate_cap (None: mixing_rate_cap)}; {} mixes
+    # the whole build examples-proportionally (docs/COLLECTIONS.md)
+    collections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.output:
@@ -73,6 +77,30 @@ class BuildConfig:
             raise ValueError("--contamination-ngram must be a number of words (0 turns the check off, which --decontaminate needs)")
         if self.mixing_rate_cap < 1:
             raise ValueError("--mixing-rate-cap must be at least 1")
+        if self.collections:
+            object.__setattr__(self, "collections", parse_collections(self.collections, "recipe"))
+
+    @property
+    def collection_weights(self) -> dict[str, float]:
+        return {name: float(c["weight"]) for name, c in self.collections.items()}
+
+    def mixing_weight(self, train_examples: int, collection: str) -> int:
+        """A task's examples-proportional weight: its train examples, capped by its collection's
+        mixing_rate_cap, else the build's."""
+        cap = (self.collections.get(collection) or {}).get("mixing_rate_cap") or self.mixing_rate_cap
+        return min(train_examples, cap)
+
+    def check_collections(self, tasks: Iterable[TaskSpec]) -> None:
+        """With `collections:`, every task built must belong to one of them (else its share of
+        training would be undefined); checked when the build is planned, before any work."""
+        if not self.collections:
+            return
+        stray = sorted(f"{t.name} ({t.collection})" for t in tasks if t.collection not in self.collections)
+        if stray:
+            raise SpecError([
+                f"recipe {self.recipe}: task(s) of a collection it gives no weight: {', '.join(stray)}; "
+                f"its collections: {', '.join(self.collections)} (add the collection to the recipe, or leave the tasks out)"
+            ])
 
     @property
     def render_settings(self) -> RenderSettings:

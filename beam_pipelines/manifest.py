@@ -28,6 +28,7 @@ from flanforge.schemas.manifest import (
     TaskEntry,
     accounting_errors,
     manifest_to_dict,
+    mixing_rates,
     quality_problems,
 )
 
@@ -92,6 +93,22 @@ def task_metadata(task: TaskSpec) -> dict[str, Any]:
     return {"promptsource": {**dict(task.promptsource), "templates": prompts}}
 
 
+def collection_summary(config: BuildConfig, entries: Mapping[str, TaskEntry]) -> dict[str, dict[str, Any]]:
+    """Per collection: the recipe's weight (None without `collections:`), the rate its tasks got
+    together, its tasks, and the records written (all splits, and train). A collection the recipe
+    weighs but no task of this build belongs to is listed with 0 tasks and rate 0."""
+    out: dict[str, dict[str, Any]] = {
+        name: {"weight": c["weight"], "rate": 0.0, "tasks": 0, "written": 0, "train": 0} for name, c in config.collections.items()
+    }
+    for entry in entries.values():
+        c = out.setdefault(entry.collection, {"weight": None, "rate": 0.0, "tasks": 0, "written": 0, "train": 0})
+        c["rate"] += entry.rate
+        c["tasks"] += 1
+        c["written"] += entry.counts.get("written", 0)
+        c["train"] += entry.written_by_split.get("train", 0)
+    return dict(sorted(out.items()))
+
+
 def assemble_manifest(
     config: BuildConfig,
     tasks: Iterable[TaskSpec],
@@ -113,16 +130,21 @@ def assemble_manifest(
             by_split.setdefault(task, {})[counter.split("@", 1)[1]] = n
         else:
             per_task.setdefault(task, {})[counter] = n
+    tasks = list(tasks)
+    weights = {t.name: config.mixing_weight(by_split.get(t.name, {}).get("train", 0), t.collection) for t in tasks}
+    rates = mixing_rates(weights, {t.name: t.collection for t in tasks}, config.collection_weights)
     entries = {
         t.name: TaskEntry(
             cluster=t.cluster,
             templates=len(t.templates),
             counts={c: per_task.get(t.name, {}).get(c, 0) for c in COUNTERS},
             written_by_split=dict(sorted(by_split.get(t.name, {}).items())),
-            mixing_weight=min(by_split.get(t.name, {}).get("train", 0), config.mixing_rate_cap),
+            mixing_weight=weights[t.name],
             fingerprint=(fingerprints or {}).get(t.name, ""),
             from_cache=t.name in reused,
             metadata=task_metadata(t),
+            collection=t.collection,
+            rate=rates.get(t.name, 0.0),
         )
         for t in tasks
     }
@@ -137,6 +159,7 @@ def assemble_manifest(
         excluded_clusters=excluded_clusters,
         contamination=contamination_report(config, counts),
         near_duplicate_samples=tuple(SampleFileInfo(**s) for s in sorted(samples, key=lambda s: s["path"])),
+        collections=collection_summary(config, entries),
     )
 
 

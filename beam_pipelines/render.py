@@ -579,6 +579,7 @@ def make_record(spec: TaskSpec, split: str, example_id: str, r: Rendered) -> Rec
         "targets": r.targets,
         "task": spec.name,
         "cluster": spec.cluster,
+        "collection": spec.collection,
         "template_id": r.template_id,
         "template_type": r.template_type,
         "options": list(r.options),

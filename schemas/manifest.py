@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from flanforge.schemas.files import read_bytes
 
@@ -104,6 +104,9 @@ class TaskEntry:
     # Where the task came from when it was imported (promptsource: its dataset, subset, file and, per
     # template, the prompt's id, name and metadata); {} for the catalog's own specs.
     metadata: dict[str, Any] = field(default_factory=dict)
+    collection: str = ""  # flan2021, p3, niv2, cot, ...: whose weight the recipe's `collections:` sets ("" before collections)
+    # The task's share of training: mixing_rates() over the build's tasks (the rates sum to 1); 0 = not trained on.
+    rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,9 @@ class Manifest:
     # Train examples found in evaluation data, per task (contamination.py); {} when not checked.
     contamination: dict[str, Any] = field(default_factory=dict)
     near_duplicate_samples: tuple[SampleFileInfo, ...] = ()
+    # collection -> {weight (the recipe's, or None without `collections:`), rate (its tasks' rates
+    # summed), tasks, written, train}; {} in manifests written before collections.
+    collections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def shards_for(
         self, *, fmt: str, splits: Iterable[str] | None = None, clusters: Iterable[str] | None = None
@@ -166,6 +172,7 @@ def manifest_to_dict(m: Manifest) -> dict[str, Any]:
         "excluded_clusters": list(m.excluded_clusters),
         "contamination": m.contamination,
         "near_duplicate_samples": [asdict(s) for s in m.near_duplicate_samples],
+        "collections": m.collections,
     }
 
 
@@ -188,6 +195,7 @@ def manifest_from_dict(data: dict[str, Any], root: str) -> Manifest:
             excluded_clusters=tuple(data.get("excluded_clusters", ())),
             contamination=data.get("contamination", {}),
             near_duplicate_samples=tuple(SampleFileInfo(**s) for s in data.get("near_duplicate_samples", ())),
+            collections=data.get("collections", {}),
         )
     except (KeyError, TypeError) as e:
         raise ManifestError(f"{join_uri(root, MANIFEST_NAME)} is malformed: {e}") from e
@@ -206,6 +214,36 @@ def cluster_totals(tasks: dict[str, TaskEntry]) -> dict[str, dict[str, int]]:
     for entry in tasks.values():
         by_cluster.setdefault(entry.cluster, []).append(entry.counts)
     return {c: sum_counts(v) for c, v in sorted(by_cluster.items())}
+
+
+def mixing_rates(
+    mixing_weights: Mapping[str, float], collection_of: Mapping[str, str], collection_weights: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Each task's share of training, as Flan 2022 mixed its collections: a collection gets its
+    weight, and its tasks share it in proportion to their mixing weights (examples-proportional
+    within the collection):
+
+        rate(t) = W(c) * m(t) / sum of m over c's tasks,   normalised to sum to 1
+
+    over the collections that have a task with m > 0 (so a collection with nothing to train on,
+    e.g. a held-out one, gives its weight to the others in proportion). Without collection weights
+    the whole build is one examples-proportional mixture, rate(t) = m(t) / sum of m, as FLAN 2021.
+    Tasks with m = 0 get no rate. The builder records these rates in the manifest and the trainer
+    recomputes them from the same inputs for the tasks it keeps, so the two cannot disagree.
+    Raises ValueError for a weighted task whose collection has no weight."""
+    weighted = {t: float(m) for t, m in mixing_weights.items() if m > 0}
+    if not collection_weights:
+        total = sum(weighted.values())
+        return {t: m / total for t, m in sorted(weighted.items())} if total else {}
+    unweighted = sorted(f"{t} ({collection_of.get(t, '?')})" for t in weighted if collection_of.get(t) not in collection_weights)
+    if unweighted:
+        raise ValueError(f"task(s) of a collection with no weight: {', '.join(unweighted)}; weighted: {', '.join(sorted(collection_weights))}")
+    per_collection: dict[str, float] = {}
+    for t, m in weighted.items():
+        per_collection[collection_of[t]] = per_collection.get(collection_of[t], 0.0) + m
+    share = {c: collection_weights[c] for c in per_collection}
+    total = sum(share.values())
+    return {t: share[collection_of[t]] / total * m / per_collection[collection_of[t]] for t, m in sorted(weighted.items())}
 
 
 def accounting_errors(tasks: dict[str, TaskEntry]) -> list[str]:

@@ -27,6 +27,7 @@ RECORD_FIELDS: tuple[RecordField, ...] = (
     RecordField("targets", "string", "The expected output."),
     RecordField("task", "string", "Task key from the catalog (e.g. rte)."),
     RecordField("cluster", "string", "Task cluster (e.g. nli); also a path partition."),
+    RecordField("collection", "string", "The task's collection (flan2021, p3, niv2, cot, ...), whose weight a recipe sets."),
     RecordField("template_id", "string", "Which template of the task rendered this record."),
     RecordField("template_type", "string", "One of TEMPLATE_TYPES."),
     RecordField("options", "string_list", "Answer options for rank classification; empty when generative or inverted."),
@@ -49,6 +50,7 @@ class Record(TypedDict):
     targets: str
     task: str
     cluster: str
+    collection: str
     template_id: str
     template_type: str
     options: list[str]

@@ -78,7 +78,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="rows per step, over all devices (default: 32)")
     p.add_argument("--learning-rate", type=float, default=1e-4, help="AdamW learning rate (default: 1e-4)")
     p.add_argument("--mixing", choices=("examples_proportional", "equal"), default="examples_proportional",
-                   help="task mixing; a manifest mixing_weight overrides the computed rate (default: examples_proportional)")
+                   help="task mixing; a manifest mixing_weight overrides the computed rate, and a recipe's collection "
+                        "weights are kept (docs/COLLECTIONS.md) (default: examples_proportional)")
     p.add_argument("--rate-cap", type=_optional_int, default=3000, metavar="N",
                    help="examples-proportional cap per task, FLAN's K; 'none' for no cap (default: 3000)")
     p.add_argument("--temperature", type=float, default=1.0, help="mixing temperature: rate ** (1/T) (default: 1.0)")

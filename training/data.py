@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from flanforge.schemas.records import EVAL_ZEROSHOT, FORMATS
 from flanforge.schemas.files import open_filesystem
-from flanforge.schemas.manifest import Manifest, ManifestError, ShardInfo, read_manifest, verify_shards
+from flanforge.schemas.manifest import Manifest, ManifestError, ShardInfo, mixing_rates, read_manifest, verify_shards
 from flanforge.training.errors import TrainingInputError
 
 TRAIN_SPLIT = "train"
@@ -162,12 +162,17 @@ def mixture_weights(
     rate_cap: int | None = 3000,
     temperature: float = 1.0,
     explicit: Mapping[str, float] | None = None,
+    collection_of: Mapping[str, str] | None = None,
+    collection_weights: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
     """Sampling probability per task.
 
     examples_proportional (FLAN): rate = min(n, rate_cap) so a huge task cannot swamp the rest,
-    or the manifest's `mixing_weight` where the build set one; then rate ** (1 / temperature),
-    normalised. Tasks with no examples get no weight.
+    or the manifest's `mixing_weight` where the build set one; with `collection_weights` (a
+    recipe's `collections:`, from manifest_collections) each collection then gets its weight,
+    shared by its tasks in proportion to those rates (schemas.manifest.mixing_rates, the function
+    the build recorded each task's `rate` with); then rate ** (1 / temperature), normalised.
+    Tasks with no examples get no weight; `equal` ignores collections.
     """
     if method not in MIXING_METHODS:
         raise DataError(f"--mixing {method}: choose from {', '.join(MIXING_METHODS)}")
@@ -186,6 +191,11 @@ def mixture_weights(
             rates[task] = float(min(explicit[task], rate_cap) if rate_cap else explicit[task])
         else:
             rates[task] = float(min(n, rate_cap) if rate_cap else n)
+    if method != "equal" and collection_weights:
+        try:
+            rates = mixing_rates(rates, collection_of or {}, collection_weights)
+        except ValueError as e:
+            raise DataError(f"the manifest's collections do not cover its tasks: {e}") from None
     scaled = {t: r ** (1.0 / temperature) for t, r in rates.items()}
     total = sum(scaled.values())
     if total <= 0:
@@ -196,6 +206,13 @@ def mixture_weights(
 def manifest_mixing_weights(manifest: Manifest) -> dict[str, float]:
     """Per-task `mixing_weight` the build recorded: min(train examples, its rate cap); 0 = no train data."""
     return {t: e.mixing_weight for t, e in manifest.tasks.items() if e.mixing_weight > 0}
+
+
+def manifest_collections(manifest: Manifest) -> tuple[dict[str, str], dict[str, float]]:
+    """(task -> its collection, collection -> the recipe's weight): what mixture_weights needs to
+    mix as the build did; no weights for a build without `collections:` (or older than them)."""
+    weights = {c: float(s["weight"]) for c, s in manifest.collections.items() if s.get("weight") is not None}
+    return {t: e.collection for t, e in manifest.tasks.items()}, weights
 
 
 def _rng(*key: int) -> np.random.Generator:

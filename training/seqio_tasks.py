@@ -7,7 +7,9 @@ a cluster's shards are thus read once per task mixed from them (I/O grows with t
 per cluster; a Task per cluster would read them once but could only mix clusters by their size).
 
 The Mixture holds every task with training data, at the rate `flanforge train` uses by default:
-the manifest's `mixing_weight` (min(train examples, the build's rate cap)), normalised. Every
+the manifest's `mixing_weight` (min(train examples, the build's rate cap)), normalised, or, for a
+build whose recipe weighs collections, each collection's weight shared by its tasks in proportion
+to their mixing weights: the manifest's per-task `rate` (docs/COLLECTIONS.md). Every
 split the build wrote for a task is a split of its Task: `train`, `validation`, and
 `eval_zeroshot` for the tasks of held-out clusters (registered, but outside the Mixture).
 
@@ -25,6 +27,7 @@ from flanforge.schemas.manifest import Manifest
 from flanforge.training.data import (
     TRAIN_SPLIT,
     DataError,
+    manifest_collections,
     manifest_mixing_weights,
     mixture_weights,
     open_corpus,
@@ -69,7 +72,11 @@ def plan_corpus(manifest: Manifest, *, prefix: str = "flanforge_") -> SeqioPlan:
     train_shards = manifest.shards_for(fmt=FORMAT, splits=[TRAIN_SPLIT])
     if not train_shards:
         raise DataError(f"{manifest.root} has no {TRAIN_SPLIT} shards to mix")
-    weights = mixture_weights(task_sizes(manifest, train_shards), rate_cap=None, explicit=manifest_mixing_weights(manifest))
+    collection_of, collection_weights = manifest_collections(manifest)
+    weights = mixture_weights(
+        task_sizes(manifest, train_shards), rate_cap=None, explicit=manifest_mixing_weights(manifest),
+        collection_of=collection_of, collection_weights=collection_weights,
+    )
     return SeqioPlan(_seqio_name(prefix + "mixture"), tuple(tasks), {_seqio_name(prefix + t): w for t, w in weights.items()})
 
 

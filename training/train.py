@@ -23,6 +23,7 @@ from flanforge.training.data import (
     Mixture,
     build_mixture,
     check_clusters,
+    manifest_collections,
     manifest_mixing_weights,
     mixture_weights,
     open_corpus,
@@ -217,9 +218,11 @@ def prepare(config: TrainConfig) -> Plan:
     check_clusters(manifest, config.holdout_clusters)
     shards = train_shards(manifest, config.fmt, config.holdout_clusters)
     verify_shard_files(manifest, shards, check_sha256=config.verify_sha256)
+    collection_of, collection_weights = manifest_collections(manifest)
     weights = mixture_weights(
         task_sizes(manifest, shards), method=config.mixing, rate_cap=config.rate_cap,
         temperature=config.temperature, explicit=manifest_mixing_weights(manifest),
+        collection_of=collection_of, collection_weights=collection_weights,
     )
     resume_from = check_run_dir(config)
     os.makedirs(config.output, exist_ok=True)

@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent(
 
     out = io.StringIO()
     assert run_build_cli(["--demo", "--tasks", "rte,sst2", "--output", sys.argv[1], "--no-progress"], out) == 0, out.getvalue()
-    record = {"inputs": "a", "targets": "b", "task": "t", "cluster": "c", "template_id": "x", "template_type": "zero_shot",
+    record = {"inputs": "a", "targets": "b", "task": "t", "cluster": "c", "collection": "k", "template_id": "x", "template_type": "zero_shot",
               "options": [], "answer_index": -1, "split": "train", "example_id": "e", "content_hash": "h"}
     payload = ExampleEncoder().encode([record])[12:-4]  # one framed record: 8 + 4 bytes of header, 4 of CRC
     assert example_to_row(payload)["inputs"] == "a"

@@ -22,7 +22,7 @@ from flanforge.beam_pipelines.spill import SpillWriter
 
 def record(task, example_id, template_id, text, cluster="nli"):
     return {
-        "inputs": text, "targets": "yes", "task": task, "cluster": cluster, "template_id": template_id,
+        "inputs": text, "targets": "yes", "task": task, "cluster": cluster, "collection": "flan2021", "template_id": template_id,
         "template_type": "zero_shot", "options": ["yes", "no"], "answer_index": 0, "split": "train",
         "example_id": example_id, "content_hash": content_hash(text, "yes"),
     }

@@ -24,6 +24,7 @@ def make_record(**overrides: Any) -> dict[str, Any]:
         "targets": "yes",
         "task": "rte",
         "cluster": "nli",
+        "collection": "flan2021",
         "template_id": "rte_01",
         "template_type": "zero_shot",
         "options": ["yes", "no"],
