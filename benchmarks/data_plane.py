@@ -32,6 +32,11 @@ against corpus size (--chart; needs matplotlib, which is imported only to draw i
     python benchmarks/data_plane.py                      # figures 1, 2, 3, 5
     python benchmarks/data_plane.py --only 2,3 --json out.json
     python benchmarks/data_plane.py --only 4 --flan-scale 0.01
+    python benchmarks/data_plane.py --only 1,2,3 --before /tmp/before   # also a checkout of an earlier commit
+
+With --before CHECKOUT, figures 1-3 also build with that checkout's code (its package folders put
+first on PYTHONPATH, the same Python environment otherwise), interleaved with the current code's
+runs, so a change is measured before and after in one run on one machine.
 """
 from __future__ import annotations
 
@@ -116,11 +121,11 @@ def show(run: Run) -> None:
           f"(all processes {run.tree_rss_mb:,.0f} MB)  written {run.written:,}", flush=True)
 
 
-def measure(argv: Sequence[object], work: Path, name: str) -> tuple[float, float, float]:
-    """Run argv in a fresh wrapper; (wall seconds, peak RSS of its largest process, peak RSS of
-    its process tree), in MB. Raises if it fails."""
+def measure(argv: Sequence[object], work: Path, name: str, env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """Run argv in a fresh wrapper (with `env`, else this environment); (wall seconds, peak RSS of
+    its largest process, peak RSS of its process tree), in MB. Raises if it fails."""
     result, log = work / f"{name}.result.json", work / f"{name}.log"
-    subprocess.run([sys.executable, "-c", MEASURE, str(result), str(log), *map(str, argv)], check=True)
+    subprocess.run([sys.executable, "-c", MEASURE, str(result), str(log), *map(str, argv)], check=True, env=env)
     outcome = json.loads(result.read_text())
     if outcome["rc"] != 0:
         tail = log.read_text(encoding="utf-8", errors="replace")[-4000:]
@@ -144,7 +149,22 @@ def interleaved(repeat: int, *measured: Callable[[int], Run]) -> list[Run]:
     return [best(r) for r in runs]
 
 
-def build(label: str, sources: Sequence[str], work: Path, name: str, extra: Sequence[str] = ()) -> tuple[Run, list[tuple[str, str]]]:
+PACKAGE_FOLDERS = ("beam_pipelines", "schemas", "training", "templates")
+
+
+def before_env(checkout: Path, work: Path) -> dict[str, str]:
+    """An environment whose `flanforge` is an earlier checkout: its package folders linked into a
+    `flanforge/` namespace folder first on PYTHONPATH (ahead of the editable install's finder)."""
+    package = work / "before_package" / "flanforge"
+    package.mkdir(parents=True, exist_ok=True)
+    for folder in PACKAGE_FOLDERS:
+        (package / folder).symlink_to(checkout.resolve() / folder)
+    return {**os.environ, "PYTHONPATH": str(package.parent)}
+
+
+def build(
+    label: str, sources: Sequence[str], work: Path, name: str, extra: Sequence[str] = (), env: dict[str, str] | None = None
+) -> tuple[Run, list[tuple[str, str]]]:
     """One `flanforge build --no-incremental`; returns its Run and its shards' (path, sha256).
 
     The output is deleted once its manifest is read (figure 5's outputs are gigabytes).
@@ -154,7 +174,7 @@ def build(label: str, sources: Sequence[str], work: Path, name: str, extra: Sequ
         sys.executable, "-m", "flanforge.beam_pipelines.cli", "build", "--output", out,
         "--no-incremental", "--no-progress", "--formats", "tfrecord,parquet", *sources, *extra,
     ]
-    wall, peak, tree = measure(argv, work, name)
+    wall, peak, tree = measure(argv, work, name, env)
     manifest = json.loads((out / "manifest.json").read_text())
     shutil.rmtree(out)
     totals = manifest["totals"]
@@ -209,28 +229,41 @@ def write_jsonl_files(rows: list[tuple[str, str]], copies: int, folder: Path) ->
     return len(starts)
 
 
-def figure_speed(realdata: Path, work: Path, repeat: int) -> dict[str, Any]:
+def sst2_job(realdata: Path) -> tuple[Path, Path, list[str]]:
+    """Figure 1's job: SST-2 train and validation, and the --source flags that name them."""
     train, validation = realdata / "sst2" / "train.tsv", realdata / "sst2" / "validation.tsv"
-    sources = ["--source", f"sst2={train}", "--source", f"sst2:validation={validation}"]
+    return train, validation, ["--source", f"sst2={train}", "--source", f"sst2:validation={validation}"]
+
+
+def figure_speed(realdata: Path, work: Path, repeat: int, before: dict[str, str] | None = None) -> dict[str, Any]:
+    train, validation, sources = sst2_job(realdata)
     cap = ["--max-examples-per-task", str(CAP)]
-    script, one, two = interleaved(
-        repeat,
+    measured = [
         lambda i: plain_script("plain script", train, validation, work, f"speed_script_{i}"),
         lambda i: build("flanforge, 1 process", sources, work, f"speed_1_{i}", cap)[0],
         lambda i: build("flanforge, 2 workers", sources, work, f"speed_2_{i}", cap + WORKERS)[0],
-    )
+    ]
+    if before is not None:
+        measured.append(lambda i: build("before: flanforge, 1 process", sources, work, f"speed_before_{i}", cap, before)[0])
+    script, one, two, *earlier = interleaved(repeat, *measured)
     faster = min(one, two, key=lambda r: r.wall_s)
     # rows/s on both sides counts the script's rendered rows: the work of the uncapped job.
-    rate = {r.label: script.rendered / r.wall_s for r in (script, one, two)}
-    return {
-        "runs": [asdict(r) | {"rows_per_s": rate[r.label]} for r in (script, one, two)],
+    runs = (script, one, two, *earlier)
+    rate = {r.label: script.rendered / r.wall_s for r in runs}
+    result = {
+        "runs": [asdict(r) | {"rows_per_s": rate[r.label]} for r in runs],
         "rendered_rows": script.rendered,
         "faster_build": faster.label,
         "ratio_flanforge_to_script": rate[faster.label] / rate[script.label],
     }
+    if earlier:
+        result["before_ratio_to_script"] = rate[earlier[0].label] / rate[script.label]
+    return result
 
 
-def figure_scaling(rows: list[tuple[str, str]], copies: int, work: Path, capped: bool, repeat: int) -> dict[str, Any]:
+def figure_scaling(
+    rows: list[tuple[str, str]], copies: int, work: Path, capped: bool, repeat: int, before: dict[str, str] | None = None
+) -> dict[str, Any]:
     extra = ["--max-examples-per-task", str(CAP)] if capped else []
     kind = "capped" if capped else "uncapped"
     for n in (1, copies):
@@ -238,18 +271,25 @@ def figure_scaling(rows: list[tuple[str, str]], copies: int, work: Path, capped:
         if not path.exists():
             write_tsv(rows, n, path)
 
-    def one_build(n: int) -> Callable[[int], Run]:
+    def one_build(n: int, env: dict[str, str] | None = None) -> Callable[[int], Run]:
         path = work / f"sst2_x{n}.tsv"
-        return lambda i: build(f"SST-2 x{n}, {kind}, 1 process", ["--source", f"sst2={path}"], work, f"{kind}_x{n}_{i}", extra)[0]
+        label, name = ("before: ", "before_") if env is not None else ("", "")
+        return lambda i: build(f"{label}SST-2 x{n}, {kind}, 1 process", ["--source", f"sst2={path}"], work, f"{name}{kind}_x{n}_{i}", extra, env)[0]
 
-    runs = interleaved(repeat, one_build(1), one_build(copies))
-    small, large = runs
-    return {
+    measured = [one_build(1), one_build(copies)] + ([one_build(1, before), one_build(copies, before)] if before is not None else [])
+    runs = interleaved(repeat, *measured)
+    small, large = runs[:2]
+    result = {
         "runs": [asdict(r) | {"rows_per_s": r.rows_per_s} for r in runs],
         "copies": copies,
         "wall_ratio": large.wall_s / small.wall_s,
         "peak_rss_ratio": large.peak_rss_mb / small.peak_rss_mb,
     }
+    if before is not None:
+        small_before, large_before = runs[2:]
+        result["before_wall_ratio"] = large_before.wall_s / small_before.wall_s
+        result["before_peak_rss_ratio"] = large_before.peak_rss_mb / small_before.peak_rss_mb
+    return result
 
 
 def figure_flan(scale: float, work: Path, corpus: Path | None) -> dict[str, Any]:
@@ -301,12 +341,18 @@ def print_table(figures: dict[str, dict[str, Any]]) -> None:
         f = figures["1"]
         print(f"1 speed:   {f['faster_build']} = {f['ratio_flanforge_to_script']:.2f}x the plain script's rows/s "
               f"({f['rendered_rows']:,} rendered rows)")
+        if "before_ratio_to_script" in f:
+            print(f"           before: flanforge, 1 process = {f['before_ratio_to_script']:.2f}x the plain script's rows/s")
     if "2" in figures:
         f = figures["2"]
         print(f"2 memory:  x{f['copies']}/x1 uncapped: peak RSS {f['peak_rss_ratio']:.2f}x, wall {f['wall_ratio']:.2f}x")
+        if "before_peak_rss_ratio" in f:
+            print(f"           before: peak RSS {f['before_peak_rss_ratio']:.2f}x, wall {f['before_wall_ratio']:.2f}x")
     if "3" in figures:
         f = figures["3"]
         print(f"3 capped:  x{f['copies']}/x1 capped at {CAP:,}: wall {f['wall_ratio']:.2f}x, peak RSS {f['peak_rss_ratio']:.2f}x")
+        if "before_wall_ratio" in f:
+            print(f"           before: wall {f['before_wall_ratio']:.2f}x, peak RSS {f['before_peak_rss_ratio']:.2f}x")
     if "4" in figures:
         f = figures["4"]
         print(f"4 FLAN:    scale {f['scale']:g}: {f['read_rows_per_s']:,.0f} rows read/s")
@@ -334,7 +380,7 @@ def draw_chart(figures: dict[str, dict[str, Any]], path: Path) -> None:
     for key, name, style, whole_tree in series:
         if key not in figures:
             continue
-        runs = figures[key]["runs"]
+        runs = [r for r in figures[key]["runs"] if not r["label"].startswith("before: ")]
         x = [r["corpus_rows"] for r in runs]
         speed.plot(x, [r["rows_per_s"] for r in runs], style, label=name)
         memory.plot(x, [r["peak_rss_mb"] for r in runs], style, label=name)
@@ -366,6 +412,7 @@ def main() -> None:
     parser.add_argument("--flan-scale", type=float, default=0.0, help="figure 4: corpus scale for synthetic_flan.py (default 0: skip)")
     parser.add_argument("--flan-corpus", type=Path, help="figure 4: an existing synthetic_flan.py output to build (its --scale goes in --flan-scale)")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
+    parser.add_argument("--before", type=Path, help="figures 1-3: also build with this checkout of an earlier commit, interleaved")
     parser.add_argument("--chart", type=Path, default=DEFAULT_CHART, help=f"PNG chart of figures 2-5 (default {DEFAULT_CHART})")
     parser.add_argument("--redraw", type=Path, help="only draw the chart again from a results JSON written by --json")
     args = parser.parse_args()
@@ -384,16 +431,19 @@ def main() -> None:
     figures: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="data_plane_") as tmp:
         work = Path(tmp)
+        before = before_env(args.before, work) if args.before else None
         warm_up(args.realdata, work, with_script="1" in only)
+        if before is not None:
+            measure([sys.executable, "-m", "flanforge.beam_pipelines.cli", "build", "--demo", "--tasks", "sst2", "--output", work / "warm_before"], work, "warm_before", before)
         if "1" in only:
             print("1 speed vs the plain script (SST-2 train + validation, train capped at 30,000)")
-            figures["1"] = figure_speed(args.realdata, work, args.repeat)
+            figures["1"] = figure_speed(args.realdata, work, args.repeat, before)
         if "2" in only:
             print(f"2 memory: SST-2 train x1 and x{args.copies}, uncapped")
-            figures["2"] = figure_scaling(rows, args.copies, work, capped=False, repeat=args.repeat)
+            figures["2"] = figure_scaling(rows, args.copies, work, capped=False, repeat=args.repeat, before=before)
         if "3" in only:
             print(f"3 capped cost: SST-2 train x1 and x{args.copies}, capped at {CAP:,}")
-            figures["3"] = figure_scaling(rows, args.copies, work, capped=True, repeat=args.repeat)
+            figures["3"] = figure_scaling(rows, args.copies, work, capped=True, repeat=args.repeat, before=before)
         if "4" in only:
             print(f"4 FLAN scale {args.flan_scale:g}")
             figures["4"] = figure_flan(args.flan_scale, work, args.flan_corpus)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_plane import CAP, DEFAULT_REALDATA, build, interleaved, measure, read_sst2  # noqa: E402
+from data_plane import CAP, DEFAULT_REALDATA, build, interleaved, measure, read_sst2, sst2_job  # noqa: E402
 
 EDITS = ("upper", "punctuation", "whitespace", "swap", "replace", "insert")
 
@@ -57,8 +57,7 @@ def planted_rows(sentences: list[str], distinct: int, planted: int) -> tuple[lis
 
 
 def figure_cost(realdata: Path, work: Path, repeat: int) -> dict[str, Any]:
-    train, validation = realdata / "sst2" / "train.tsv", realdata / "sst2" / "validation.tsv"
-    sources = ["--source", f"sst2={train}", "--source", f"sst2:validation={validation}"]
+    _, _, sources = sst2_job(realdata)
     cap = ["--max-examples-per-task", str(CAP)]
     off, default, near = interleaved(
         repeat,

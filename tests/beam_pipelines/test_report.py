@@ -24,29 +24,8 @@ from flanforge.beam_pipelines.stats.page import SORT_SCRIPT, content_security_po
 from flanforge.schemas.manifest import COUNTERS, read_manifest
 from flanforge.templates import TEMPLATES_DIR
 
-# A generative task in its own cluster, so the corpus has two (nli from the bundled rte).
-ECHO_SPEC = """\
-name: echo_title
-cluster: summarization
-description: A tiny generative task made for the tests.
-license: CC0
-metric: rouge
-source:
-  kind: jsonl
-  splits: {train: "unused.jsonl"}
-fields:
-  body: text
-  title: meta.title
-templates:
-  - id: echo_01
-    inputs: "Write a title for: {{ body }}"
-    targets: "{{ title }}"
-  - id: echo_02
-    inputs: "{{ body }}\\n\\nTitle?"
-    targets: "{{ title }}"
-samples:
-  - {text: "The river rose overnight.", meta: {title: "Flood"}}
-"""
+from conftest import GENERATIVE_SPEC as ECHO_SPEC  # a generative task in its own cluster, so the corpus has two
+
 SCRIPT_ROW = "<script>window.__pwned = 1</script> The river rose."
 IMG_ROW = '<img src=x onerror="window.__pwned = 2">'
 ECHO_ROWS = [
