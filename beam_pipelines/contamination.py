@@ -16,6 +16,7 @@ same findings. The manifest reports per task how many train examples were checke
 """
 from __future__ import annotations
 
+import collections
 from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
@@ -32,6 +33,8 @@ JOIN_PARTS = 64
 EXTERNAL_SPLIT = "external"
 KINDS = ("exact", "ngram")
 _EMPTY = np.zeros(0, dtype=np.uint64)
+EMPTY_INDEX = {kind: _EMPTY for kind in KINDS}
+FOUND = "found"
 
 
 def is_evaluation(split: str) -> bool:
@@ -53,12 +56,30 @@ def owners(sketch: FileSketch) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
-def matches(sketch: FileSketch, index: dict[str, np.ndarray]) -> Iterator[tuple[tuple[str, str], str]]:
-    """((task, example id), measure) for every measure by which an example of `sketch` is found."""
+def is_top_up(sketch: FileSketch) -> bool:
+    """A top-up spill file repeats examples of its read shard's first pass: checked, never counted twice."""
+    return sketch.path.endswith("-top-up.arrow")
+
+
+def matches(sketch: FileSketch, index: dict[str, np.ndarray]) -> Iterator[Any]:
+    """A train sketch against the index: the (task, example id) of every example found (tagged
+    FOUND), and the sketch's counts ((task, "contamination@<measure>"), n), not yet summed.
+    A top-up file's examples are matched (they may have to be removed) but not counted."""
+    hits: dict[int, list[str]] = {}
     for kind, (hashes, owner) in owners(sketch).items():
-        hit = np.unique(owner[np.isin(hashes, index[kind])])
-        for i in hit:
-            yield (sketch.task, sketch.example_ids[i]), kind
+        for i in np.unique(owner[np.isin(hashes, index[kind])]):
+            hits.setdefault(int(i), []).append(kind)
+    for i in sorted(hits):
+        yield beam.pvalue.TaggedOutput(FOUND, (sketch.task, sketch.example_ids[i]))
+    if is_top_up(sketch):
+        return
+    found = collections.Counter(kind for kinds in hits.values() for kind in kinds)
+    yield (sketch.task, "contamination@checked"), len(sketch.example_ids)
+    for kind in KINDS:
+        if found[kind]:
+            yield (sketch.task, f"contamination@{kind}"), found[kind]
+    if hits:
+        yield (sketch.task, "contamination@contaminated"), len(hits)
 
 
 class _UnionIndex(beam.CombineFn):
@@ -84,7 +105,8 @@ class _UnionIndex(beam.CombineFn):
 
 
 def hash_range_entries(sketch: FileSketch, parts: int = JOIN_PARTS) -> Iterator[tuple[tuple[str, int], tuple]]:
-    """((measure, hash range), entry): evaluation hashes, or train hashes with their examples' ids."""
+    """((measure, hash range), entry): evaluation hashes, or train hashes with their examples' ids
+    (and whether the file's findings are counted: not a top-up file's)."""
     evaluation = is_evaluation(sketch.split)
     sides = {k: (v, None) for k, v in index_parts(sketch).items()} if evaluation else owners(sketch)
     for kind, (hashes, owner) in sides.items():
@@ -95,10 +117,11 @@ def hash_range_entries(sketch: FileSketch, parts: int = JOIN_PARTS) -> Iterator[
                 yield (kind, int(part)), ("eval", hashes[at])
             else:
                 mine = owner[at]
-                yield (kind, int(part)), ("train", sketch.task, [sketch.example_ids[i] for i in mine], hashes[at])
+                yield (kind, int(part)), ("train", sketch.task, [sketch.example_ids[i] for i in mine], hashes[at], not is_top_up(sketch))
 
 
-def join_range(element: tuple[tuple[str, int], Iterable[tuple]]) -> Iterator[tuple[tuple[str, str], str]]:
+def join_range(element: tuple[tuple[str, int], Iterable[tuple]]) -> Iterator[tuple[tuple[str, str], tuple[str, bool]]]:
+    """((task, example id), (measure, counted)) for every train example of one hash range found in it."""
     (kind, _), entries = element
     entries = list(entries)
     index = np.unique(np.concatenate([_EMPTY, *(e[1] for e in entries if e[0] == "eval")]))
@@ -106,9 +129,26 @@ def join_range(element: tuple[tuple[str, int], Iterable[tuple]]) -> Iterator[tup
         return
     for entry in entries:
         if entry[0] == "train":
-            _, task, ids, hashes = entry
+            _, task, ids, hashes, counted = entry
             for i in np.flatnonzero(np.isin(hashes, index)):
-                yield (task, ids[i]), kind
+                yield (task, ids[i]), (kind, counted)
+
+
+def example_findings(element: tuple[tuple[str, str], Iterable[tuple[str, bool]]]) -> Iterator[Any]:
+    """One found example of the join (all its hash ranges' hits): its key (tagged FOUND) and its counts."""
+    key, hits = element
+    hits = list(hits)
+    yield beam.pvalue.TaggedOutput(FOUND, key)
+    if any(counted for _, counted in hits):
+        for kind in sorted({kind for kind, _ in hits}):
+            yield (key[0], f"contamination@{kind}"), 1
+        yield (key[0], "contamination@contaminated"), 1
+
+
+def checked(sketch: FileSketch) -> Iterator[tuple[tuple[str, str], int]]:
+    """How many train examples a sketch checked (the join's count; `matches` counts its own)."""
+    if not is_evaluation(sketch.split) and not is_top_up(sketch):
+        yield (sketch.task, "contamination@checked"), len(sketch.example_ids)
 
 
 def external_shards(argument: str, number: int) -> tuple[list[SourceShard], str]:
@@ -151,56 +191,41 @@ def sketch_external(shard: SourceShard, field: str, n: int) -> Iterator[FileSket
         )
 
 
-def tally(sketch: FileSketch) -> Iterator[tuple[tuple[str, str], int]]:
-    """How many train examples a sketch checked (a top-up file repeats examples of its shard: not counted)."""
-    if not is_evaluation(sketch.split) and not sketch.path.endswith("-top-up.arrow"):
-        yield (sketch.task, "contamination@checked"), len(sketch.example_ids)
-
-
-def findings(element: tuple[tuple[str, str], Iterable[str]]) -> Iterator[tuple[tuple[str, str], int]]:
-    (task, _), kinds = element
-    kinds = set(kinds)
-    for kind in sorted(kinds):
-        yield (task, f"contamination@{kind}"), 1
-    yield (task, "contamination@contaminated"), 1
-
-
 class Contamination(beam.PTransform):
-    """(own sketches, external sketches) -> {"found": ((task, example id), [measures]),
-    "counts": ((task, "contamination@<measure>"), n)}."""
+    """(own sketches, external sketches) -> {FOUND: (task, example id) of every train example found
+    (possibly more than once: a top-up file repeats its shard's examples), "counts": ((task,
+    "contamination@<measure>"), n), not yet summed: the build sums every count in one place}."""
 
     def __init__(self, use_join: bool):
         super().__init__()
         self._use_join = use_join
 
-    def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> dict[str, beam.PCollection]:
-        own, external = inputs
-        sketches = (own, external) | "AllSketches" >> beam.Flatten()
+    def expand(self, inputs: tuple[beam.PCollection, ...]) -> dict[str, beam.PCollection]:
+        sketches = inputs | "AllSketches" >> beam.Flatten()
         if self._use_join:
-            hits = (
+            found = (
                 sketches
                 | "HashRanges" >> beam.FlatMap(hash_range_entries)
                 | "GroupRanges" >> beam.GroupByKey()
                 | "JoinRanges" >> beam.FlatMap(join_range)
+                | "ByExample" >> beam.GroupByKey()
+                | "Findings" >> beam.FlatMap(example_findings).with_outputs(FOUND, main="counts")
             )
-        else:
-            index = (
-                sketches
-                | "Evaluation" >> beam.Filter(lambda s: is_evaluation(s.split))
-                | "Index" >> beam.CombineGlobally(_UnionIndex())
-            )
-            hits = (
-                sketches
-                | "Train" >> beam.Filter(lambda s: not is_evaluation(s.split))
-                | "Match" >> beam.FlatMap(lambda s, index: matches(s, index), index=beam.pvalue.AsSingleton(index))
-            )
-        found = hits | "ByExample" >> beam.GroupByKey() | "Measures" >> beam.MapTuple(lambda key, kinds: (key, sorted(set(kinds))))
-        counts = (
-            (found | "Findings" >> beam.FlatMap(findings), own | "Checked" >> beam.FlatMap(tally))
-            | "AllFindings" >> beam.Flatten()
-            | "SumFindings" >> beam.CombinePerKey(sum)
+            counts = (found["counts"], sketches | "Checked" >> beam.FlatMap(checked)) | "AllCounts" >> beam.Flatten()
+            return {FOUND: found[FOUND], "counts": counts}
+        # One stage builds the index, one matches: no default value (an empty evaluation side is
+        # the empty index) and no grouping by example (each sketch counts its own examples).
+        index = (
+            sketches
+            | "Evaluation" >> beam.Filter(lambda s: is_evaluation(s.split))
+            | "Index" >> beam.CombineGlobally(_UnionIndex()).without_defaults()
         )
-        return {"found": found, "counts": counts}
+        found = (
+            sketches
+            | "Train" >> beam.Filter(lambda s: not is_evaluation(s.split))
+            | "Match" >> beam.FlatMap(matches, index=beam.pvalue.AsSingleton(index, default_value=EMPTY_INDEX)).with_outputs(FOUND, main="counts")
+        )
+        return {FOUND: found[FOUND], "counts": found["counts"]}
 
 
 def report(counts: Iterable[tuple[tuple[str, str], int]], *, ngram: int, decontaminated: bool, against: Iterable[str]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import apache_beam as beam
 from flanforge.beam_pipelines.catalog import TaskSpec
 from flanforge.beam_pipelines.config import BuildConfig
 from flanforge.beam_pipelines.counting import COUNTS, DEAD_LETTERS
-from flanforge.beam_pipelines.contamination import Contamination, sketch_external
+from flanforge.beam_pipelines.contamination import FOUND, Contamination, sketch_external
 from flanforge.beam_pipelines.dead_letters import WriteDeadLetters
 from flanforge.beam_pipelines.example_sketches import SketchExamples, SketchSettings
 from flanforge.beam_pipelines.dedup import CROSS, DedupDecisions
@@ -117,15 +117,17 @@ def _examples_to_remove(
         samples = near["samples"]
     if settings.contamination_ngram is not None:
         n = settings.contamination_ngram
-        external = (
-            p
-            | "ExternalEvaluation" >> beam.Create(list(plan.external))
-            | "SketchExternal" >> beam.FlatMapTuple(lambda shard, field: sketch_external(shard, field, n))
-        )
-        found = (sketches, external) | "Contamination" >> Contamination(plan.contamination_join)
+        checked: tuple[beam.PCollection, ...] = (sketches,)
+        if plan.external:
+            checked += (
+                p
+                | "ExternalEvaluation" >> beam.Create(list(plan.external))
+                | "SketchExternal" >> beam.FlatMapTuple(lambda shard, field: sketch_external(shard, field, n)),
+            )
+        found = checked | "Contamination" >> Contamination(plan.contamination_join)
         streams.counts.append(found["counts"])
         if config.decontaminate:
-            removals.append(found["found"] | "ContaminatedExamples" >> beam.MapTuple(lambda key, _: (("train", *key), "contaminated")))
+            removals.append(found[FOUND] | "ContaminatedExamples" >> beam.Map(lambda key: (("train", *key), "contaminated")))
     # An example that is both keeps the first reason of the funnel (near_duplicates).
     removed = (
         tuple(removals) | "AllRemoved" >> beam.Flatten()
