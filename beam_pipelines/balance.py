@@ -141,48 +141,52 @@ class CountAndSmallest(beam.CombineFn):
         return n, heapq.nsmallest(self._k, keys)
 
 
-def thresholds_for_task(cap: int, element: tuple[tuple[str, str], Iterable[tuple[str, int, list]]]) -> Iterator[tuple]:
+def thresholds_for_task(caps: Mapping[str, int], element: tuple[tuple[str, str], Iterable[tuple[str, int, list]]]) -> Iterator[tuple]:
     (task, split), stats = element
     stats = list(stats)
-    quotas = allocate(cap, {template: n for template, n, _ in stats})
+    quotas = allocate(caps[task], {template: n for template, n, _ in stats})
     for template, n, smallest in stats:
         yield (task, split, template), threshold(quotas[template], n, smallest)
 
 
 class CapThresholds(beam.PTransform):
     """Surviving candidates ((task, split, template), SampleKey) -> the kept-key threshold of each
-    (task, split, template) (main) and each (task, split)'s survivor total ("totals")."""
+    (task, split, template) (main) and each (task, split)'s survivor total ("totals"), under each
+    task's cap (`caps`: task -> cap)."""
 
-    def __init__(self, cap: int):
+    def __init__(self, caps: Mapping[str, int]):
         super().__init__()
-        self._cap = cap
+        self._caps = dict(caps)
 
     def expand(self, survivors: beam.PCollection) -> Any:
-        cap = self._cap
+        caps = self._caps
+        # A combiner does not see its key, so every group keeps the largest cap's worth of smallest
+        # keys: enough for any task's quota (a template's quota never exceeds its task's cap).
         stats = (
             survivors
-            | "CountAndSmallest" >> beam.CombinePerKey(CountAndSmallest(cap))
+            | "CountAndSmallest" >> beam.CombinePerKey(CountAndSmallest(max(caps.values())))
             | "ByTask" >> beam.Map(lambda kv: ((kv[0][0], kv[0][1]), (kv[0][2], kv[1][0], kv[1][1])))
             | "GroupTemplates" >> beam.GroupByKey()
         )
         return {
-            "thresholds": stats | "Thresholds" >> beam.FlatMap(lambda kv: thresholds_for_task(cap, kv)),
+            "thresholds": stats | "Thresholds" >> beam.FlatMap(lambda kv: thresholds_for_task(caps, kv)),
             "totals": stats | "Totals" >> beam.MapTuple(lambda key, templates: (key, sum(n for _, n, _ in templates))),
         }
 
 
 def shard_quotas(
-    shards: Mapping[str, list[SourceShard]], templates: Mapping[str, int], cap: int | None, capped_splits: Iterable[str] = ("train",)
+    shards: Mapping[str, list[SourceShard]], templates: Mapping[str, int], caps: Mapping[str, int], capped_splits: Iterable[str] = ("train",)
 ) -> dict[tuple[str, str], int]:
-    """(task, read shard key) -> how many candidates per template that shard renders (capped splits only).
+    """(task, read shard key) -> how many candidates per template that shard renders (capped tasks'
+    capped splits only; `caps`: task -> cap).
 
     A shard's fraction of its task's split comes from the plan (bytes or rows), so it is known before
     anything is read and is the same on every runner."""
-    if cap is None:
-        return {}
     quotas = {}
     for task, planned in sorted(shards.items()):
-        share = template_share(cap, templates[task])
+        if task not in caps:
+            continue
+        share = template_share(caps[task], templates[task])
         for split in capped_splits:
             group = [s for s in planned if s.split == split]
             weights = [max(0, shard_weight(s)[0]) for s in group]

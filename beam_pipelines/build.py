@@ -7,7 +7,7 @@ import os
 import re
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, TextIO
 
 import apache_beam as beam
@@ -23,7 +23,7 @@ from flanforge.beam_pipelines.layout import plan_layout, profile_task
 from flanforge.beam_pipelines.options import BuildOptions
 from flanforge.beam_pipelines.pipeline import BuildPlan, build_pipeline
 from flanforge.beam_pipelines.progress import ProgressOptions, progress_display, progress_wanted
-from flanforge.beam_pipelines.render import CompiledTask
+from flanforge.beam_pipelines.render import CompiledTask, compile_tasks
 from flanforge.beam_pipelines.runners import (
     DATAFLOW,
     DIRECT,
@@ -37,7 +37,7 @@ from flanforge.beam_pipelines.runners import (
 from flanforge.beam_pipelines.lock import output_lock
 from flanforge.beam_pipelines.manifest import AccountingError, DataQualityError
 from flanforge.beam_pipelines.publish import recover
-from flanforge.beam_pipelines.sources import SourceError, SourceShard, plan_reads
+from flanforge.beam_pipelines.sources import SourceError, SourceShard, plan_reads, tasks_per_file
 from flanforge.beam_pipelines.storage import UNREACHABLE, delete_tree, unreachable
 from flanforge.schemas.files import join_path
 from flanforge.schemas.manifest import COUNTERS, MANIFEST_NAME, VERSION, Manifest, read_manifest
@@ -113,28 +113,39 @@ def plan_build(config: BuildConfig, dry_run: bool = False) -> BuildPlan:
     excluded = catalog.excluded_by_holdout(held) - held
     tasks = [t for t in selected if t.cluster not in excluded]
     config.check_collections(tasks)
-    settings = config.render_settings
-    shards, profiles = {}, {}
+    origins = compile_tasks(tasks)  # a template that does not compile stops the build before any work
+    shards: dict[str, list[SourceShard]] = {}
+    compiled: dict[str, CompiledTask] = {}
+    profiles = {}
     unread: dict[str, str] = {}  # task -> why a dry run did not plan it from its source
-    compiled = [CompiledTask(t) for t in tasks]  # a template that does not compile stops the build before any work
-    for t, c in zip(tasks, compiled):
+    built: list[TaskSpec] = []
+    for t in tasks:
         splits = {"validation": EVAL_ZEROSHOT} if t.cluster in held else None
         overrides = config.sources.get(t.name, {})
         if dry_run and t.source.kind == "hf" and not overrides and not config.demo:
-            shards[t.name], unread[t.name] = nominal_shards(t, splits), "a hub dataset (not asked in a dry run)"
+            planned, unread[t.name] = nominal_shards(t, splits), "a hub dataset (not asked in a dry run)"
         else:
             try:
-                shards[t.name] = plan_reads(t, demo=config.demo, overrides=overrides, splits=splits)
+                planned = plan_reads(t, demo=config.demo, overrides=overrides, splits=splits)
             except SourceError as e:
                 if not dry_run:
                     raise
-                shards[t.name], unread[t.name] = nominal_shards(t, splits), f"not listed: {e}"
-        profiles[t.name] = profile_task(c, mode=settings.mode, options_variants=settings.options_variants, few_shot=settings.few_shot)
-    cap = config.max_examples_per_task
-    layout = plan_layout(compiled, shards, profiles, target_shard_bytes=config.target_shard_bytes, cap=cap)
-    quotas = shard_quotas(shards, {t.name: len(t.templates) for t in tasks}, cap)
+                planned, unread[t.name] = nominal_shards(t, splits), f"not listed: {e}"
+        own = config.render_settings_for(t)
+        profile = profile_task(origins[t.name], mode=own.mode, options_variants=own.options_variants, few_shot=own.few_shot)
+        for name, task_shards in tasks_per_file(t, planned).items():  # an NIv2 spec: a task per task file
+            if name in shards or (name != t.name and name in catalog.tasks):
+                raise SpecError([f"{t.path}: task {name!r}, one per file of {t.name}'s source, is also the name of another task"])
+            spec = t if name == t.name else replace(t, name=name)
+            built.append(spec)
+            shards[name], compiled[name], profiles[name] = task_shards, origins[t.name].as_task(spec), profile
+    tasks = built
+    settings = {t.name: config.render_settings_for(t) for t in tasks}
+    caps = {t.name: cap for t in tasks if (cap := config.cap_for(t)) is not None}
+    layout = plan_layout(compiled.values(), shards, profiles, target_shard_bytes=config.target_shard_bytes, caps=caps)
+    quotas = shard_quotas(shards, {t.name: len(t.templates) for t in tasks}, caps)
     fingerprints = {
-        t.name: task_fingerprint(t, shards[t.name], settings, VERSION, layout=layout, quotas=quotas) for t in tasks
+        t.name: task_fingerprint(t, shards[t.name], settings[t.name], VERSION, layout=layout, quotas=quotas) for t in tasks
     }
     external: list[tuple[SourceShard, str]] = []
     for number, argument in enumerate(config.decontaminate_against):
@@ -143,7 +154,7 @@ def plan_build(config: BuildConfig, dry_run: bool = False) -> BuildPlan:
     evaluation_bytes = sum(s.file_bytes for split_shards in shards.values() for s in split_shards if s.split != "train")
     evaluation_bytes += sum(s.file_bytes for s, _ in external)
     return BuildPlan(
-        tasks, shards, tuple(sorted(excluded)), fingerprints, layout, quotas,
+        tasks, shards, tuple(sorted(excluded)), fingerprints, layout, quotas, settings, caps,
         external=tuple(external), contamination_join=evaluation_bytes > SIDE_INPUT_MAX_BYTES, unread=unread,
     )
 

@@ -481,6 +481,12 @@ def _yaml_error_text(e: yaml.YAMLError) -> str:
     return " ".join(str(e).split())
 
 
+def load_spec_yaml(path: str) -> Any:
+    """A spec file's raw YAML data, read with the same limits and refusals as the catalog's loader
+    (for tools that edit a spec before parsing it, such as the studio)."""
+    return _load_yaml(path)
+
+
 def _load_yaml(path: str, loader: type = _YAML_LOADER, aliases: bool = False) -> Any:
     """One YAML document, local or remote, within MAX_SPEC_BYTES, MAX_SPEC_DEPTH and
     MAX_SPEC_VALUES and without aliases (checked on the parser's events before anything is
@@ -578,15 +584,17 @@ def _load_tasks(root: str, clusters: Mapping[str, str], *, clusters_file: str) -
     return tasks
 
 
-COLLECTION_KEYS = ("weight", "mixing_rate_cap")
-# Settings a build applies to every task alike (one RenderSettings, one cap): a recipe that sets them
-# per collection is refused rather than half-honoured (docs/COLLECTIONS.md, "Not yet").
-BUILD_WIDE_KEYS = ("max_examples_per_task", "template_mode", "few_shot", "options_variants")
+# A collection's own render and cap settings, overriding the build's for its tasks (as Flan 2022 built
+# some collections zero-shot only, others also few-shot); their values are checked by BuildConfig.
+COLLECTION_SETTINGS = ("max_examples_per_task", "template_mode", "few_shot", "options_variants")
+_SETTING_TYPES = {"max_examples_per_task": (int, type(None)), "template_mode": str, "few_shot": int, "options_variants": str}
+COLLECTION_KEYS = ("weight", "mixing_rate_cap", *COLLECTION_SETTINGS)
 
 
 def parse_collections(raw: Any, where: str) -> dict[str, dict[str, Any]]:
-    """A recipe's `collections:` -> {name: {weight, mixing_rate_cap}} (cap None: the build's
-    --mixing-rate-cap); SpecError naming `where` and the collection for anything else."""
+    """A recipe's `collections:` -> {name: {weight, mixing_rate_cap, and the COLLECTION_SETTINGS it
+    sets}} (cap None: the build's --mixing-rate-cap; a setting left out: the build's); SpecError
+    naming `where` and the collection for anything else."""
     if not isinstance(raw, Mapping) or not raw:
         raise SpecError([f"{where}: collections: expected a mapping of collection -> {{weight: W, mixing_rate_cap: N}}"])
     problems, out = [], {}
@@ -598,16 +606,18 @@ def parse_collections(raw: Any, where: str) -> dict[str, dict[str, Any]]:
         if not isinstance(entry, Mapping):
             problems.append(f"{label}: expected {{weight: W}}")
             continue
-        for key in sorted(set(entry) - set(COLLECTION_KEYS)):
-            why = ("set per collection is not supported yet: give one value for the whole build under `build:`"
-                   if key in BUILD_WIDE_KEYS else f"unknown key (a collection takes {', '.join(COLLECTION_KEYS)})")
-            problems.append(f"{label}: {_one_line(key, 60)}: {why}")
+        for key in sorted(set(entry) - set(COLLECTION_KEYS), key=str):
+            problems.append(f"{label}: {_one_line(str(key), 60)}: unknown key (a collection takes {', '.join(COLLECTION_KEYS)})")
         weight, cap = entry.get("weight"), entry.get("mixing_rate_cap")
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < float("inf"):
             problems.append(f"{label}: weight: {_one_line(repr(weight), 40)}: a positive number (the collection's share of training)")
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
             problems.append(f"{label}: mixing_rate_cap: {_one_line(repr(cap), 40)}: a whole number of examples, at least 1")
-        out[name] = {"weight": weight, "mixing_rate_cap": cap}
+        for key in COLLECTION_SETTINGS:
+            value = entry.get(key)
+            if key in entry and (isinstance(value, bool) or not isinstance(value, _SETTING_TYPES[key])):
+                problems.append(f"{label}: {key}: {_one_line(repr(value), 40)}: expected what `build: {key}:` takes")
+        out[name] = {"weight": weight, "mixing_rate_cap": cap, **{k: entry[k] for k in COLLECTION_SETTINGS if k in entry}}
     if problems:
         raise SpecError(problems)
     return out

@@ -5,10 +5,10 @@ the output must not depend on them.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterable
 
-from flanforge.beam_pipelines.catalog import SpecError, TaskSpec, parse_collections
+from flanforge.beam_pipelines.catalog import COLLECTION_SETTINGS, SpecError, TaskSpec, parse_collections
 from flanforge.beam_pipelines.render import RenderSettings, TemplateMode
 from flanforge.beam_pipelines.sketch import NearDedupParams
 from flanforge.schemas.records import DEFAULT_FORMATS, FORMATS
@@ -49,8 +49,8 @@ class BuildConfig:
     contamination_ngram: int = DEFAULT_CONTAMINATION_NGRAM  # 0: no contamination check
     decontaminate: bool = False  # drop train examples found in evaluation data (contamination.py)
     decontaminate_against: tuple[str, ...] = ()  # external evaluation sets, PATH[#field=NAME]
-    # A recipe's `collections:`: name -> {weight, mixing_rate_cap (None: mixing_rate_cap)}; {} mixes
-    # the whole build examples-proportionally (docs/COLLECTIONS.md)
+    # A recipe's `collections:`: name -> {weight, mixing_rate_cap (None: mixing_rate_cap), and any of
+    # COLLECTION_SETTINGS for its tasks}; {} mixes the whole build examples-proportionally (docs/COLLECTIONS.md)
     collections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,6 +79,24 @@ class BuildConfig:
             raise ValueError("--mixing-rate-cap must be at least 1")
         if self.collections:
             object.__setattr__(self, "collections", parse_collections(self.collections, "recipe"))
+            for name in self.collections:
+                try:
+                    self.for_collection(name)  # its settings pass the same checks as the build's
+                except ValueError as e:
+                    raise ValueError(f"recipe {self.recipe or ''} collection {name}: {e}") from None
+
+    def for_collection(self, collection: str) -> "BuildConfig":
+        """The settings a collection's tasks are built with: the build's, with what the recipe sets
+        for that collection (`max_examples_per_task: null` there lifts the build's cap)."""
+        entry = self.collections.get(collection) or {}
+        overrides = {k: entry[k] for k in COLLECTION_SETTINGS if k in entry}
+        return replace(self, collections={}, **overrides) if overrides else self
+
+    def cap_for(self, task: TaskSpec) -> int | None:
+        return self.for_collection(task.collection).max_examples_per_task
+
+    def render_settings_for(self, task: TaskSpec) -> RenderSettings:
+        return self.for_collection(task.collection).render_settings
 
     @property
     def collection_weights(self) -> dict[str, float]:

@@ -124,14 +124,15 @@ def _surviving_candidates(
 
 
 class DedupDecisions(beam.PTransform):
-    """Hash summaries -> {"cross": ((split, hash), winning cluster), and with a cap, "thresholds":
+    """Hash summaries -> {"cross": ((split, hash), winning cluster), and with caps, "thresholds":
     ((task, split, template), SampleKey | None) and "totals": ((task, split), surviving candidates)}."""
 
-    def __init__(self, clusters: Mapping[str, str], cap: int | None, removed: beam.PCollection | None = None):
-        """`removed`: ((split, task, example id), why) of examples the shard writers will drop."""
+    def __init__(self, clusters: Mapping[str, str], caps: Mapping[str, int], removed: beam.PCollection | None = None):
+        """`caps`: task -> cap of the capped tasks; `removed`: ((split, task, example id), why) of
+        examples the shard writers will drop."""
         super().__init__()
         self._clusters = dict(clusters)
-        self._cap = cap
+        self._caps = dict(caps)
         self._removed = removed
 
     def expand(self, summaries: beam.PCollection) -> Any:
@@ -143,6 +144,6 @@ class DedupDecisions(beam.PTransform):
             | "Decide" >> beam.FlatMap(decide, clusters=self._clusters, **side).with_outputs(CROSS, SURVIVORS)
         )
         out = {CROSS: decided[CROSS]}
-        if self._cap is not None:
-            out.update(decided[SURVIVORS] | "Cap" >> CapThresholds(self._cap))
+        if self._caps:
+            out.update(decided[SURVIVORS] | "Cap" >> CapThresholds(self._caps))
         return out

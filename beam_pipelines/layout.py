@@ -135,7 +135,7 @@ def plan_layout(
     profiles: Mapping[str, TaskProfile],
     *,
     target_shard_bytes: int,
-    cap: int | None,
+    caps: Mapping[str, int],
     capped_splits: frozenset[str] = frozenset({"train"}),
 ) -> ShardLayout:
     """Estimated output bytes per (split, cluster) -> shard counts (see the module docstring)."""
@@ -146,8 +146,8 @@ def plan_layout(
         for s in shards[name]:
             per_split[s.split] = per_split.get(s.split, 0.0) + profile.records(s)
         for split, records in per_split.items():
-            if cap is not None and split in capped_splits:
-                records = min(records, cap)
+            if name in caps and split in capped_splits:
+                records = min(records, caps[name])
             key = f"{split}/{task.spec.cluster}"
             estimated[key] = estimated.get(key, 0.0) + records * profile.record_bytes
     return ShardLayout({key: shard_count(b, target_shard_bytes) for key, b in sorted(estimated.items())})

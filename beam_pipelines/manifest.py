@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import apache_beam as beam
 
 from flanforge.beam_pipelines.card import CARD_NAME, dataset_card
-from flanforge.beam_pipelines.catalog import TaskSpec
+from flanforge.beam_pipelines.catalog import COLLECTION_SETTINGS, TaskSpec
 from flanforge.beam_pipelines.config import BuildConfig
 from flanforge.beam_pipelines.contamination import report
 from flanforge.beam_pipelines.storage import write_bytes
@@ -95,13 +95,17 @@ def task_metadata(task: TaskSpec) -> dict[str, Any]:
 
 def collection_summary(config: BuildConfig, entries: Mapping[str, TaskEntry]) -> dict[str, dict[str, Any]]:
     """Per collection: the recipe's weight (None without `collections:`), the rate its tasks got
-    together, its tasks, and the records written (all splits, and train). A collection the recipe
-    weighs but no task of this build belongs to is listed with 0 tasks and rate 0."""
-    out: dict[str, dict[str, Any]] = {
-        name: {"weight": c["weight"], "rate": 0.0, "tasks": 0, "written": 0, "train": 0} for name, c in config.collections.items()
-    }
+    together, its tasks, the records written (all splits, and train), and the settings its tasks
+    were built with (the build's, or the collection's own). A collection the recipe weighs but no
+    task of this build belongs to is listed with 0 tasks and rate 0."""
+    def summary(name: str, weight: float | None) -> dict[str, Any]:
+        own = config.for_collection(name)
+        settings = {k: getattr(own, k) for k in COLLECTION_SETTINGS}
+        return {"weight": weight, "rate": 0.0, "tasks": 0, "written": 0, "train": 0, "settings": settings}
+
+    out = {name: summary(name, c["weight"]) for name, c in config.collections.items()}
     for entry in entries.values():
-        c = out.setdefault(entry.collection, {"weight": None, "rate": 0.0, "tasks": 0, "written": 0, "train": 0})
+        c = out.setdefault(entry.collection, summary(entry.collection, None))
         c["rate"] += entry.rate
         c["tasks"] += 1
         c["written"] += entry.counts.get("written", 0)

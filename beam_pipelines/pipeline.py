@@ -29,6 +29,7 @@ from flanforge.beam_pipelines.layout import ShardLayout
 from flanforge.beam_pipelines.manifest import WriteManifest
 from flanforge.beam_pipelines.near_dedup import LOSERS, NearDuplicates
 from flanforge.beam_pipelines.publish import Publish, staging_root
+from flanforge.beam_pipelines.render import RenderSettings
 from flanforge.beam_pipelines.shards import REMOVAL_REASONS, WriteShards
 from flanforge.beam_pipelines.sources import SourceShard
 from flanforge.beam_pipelines.transforms import SHARD_FILES, SKETCHES, SUMMARIES, ExemplarPools, RenderJob, RenderShards
@@ -44,6 +45,8 @@ class BuildPlan:
     fingerprints: dict[str, str]  # task -> hash of what its render depends on (see incremental.py)
     layout: ShardLayout  # output shard count per (split, cluster)
     quotas: dict[tuple[str, str], int]  # (task, read shard key) -> candidates per template (capped splits)
+    settings: Mapping[str, RenderSettings]  # task -> how it is rendered (the build's, or its collection's)
+    caps: Mapping[str, int]  # task -> its max training examples; uncapped tasks are absent
     # External evaluation sets (--decontaminate-against): their read shards and text fields.
     external: tuple[tuple[SourceShard, str], ...] = ()
     # Evaluation data is matched through a side-input index, or when large by a hash-range join.
@@ -75,8 +78,8 @@ class _Streams:
         self.dead.append(outputs[DEAD_LETTERS])
 
 
-def _short_tasks(totals: beam.PCollection, counts: beam.PCollection, cap: int) -> beam.PCollection:
-    """Tasks whose surviving candidates fall short of the cap while rows were left unrendered."""
+def _short_tasks(totals: beam.PCollection, counts: beam.PCollection, caps: Mapping[str, int]) -> beam.PCollection:
+    """Tasks whose surviving candidates fall short of their cap while rows were left unrendered."""
     unrendered = (
         counts
         | "Unrendered" >> beam.Filter(lambda kv: kv[0][1] == "capped")
@@ -87,7 +90,7 @@ def _short_tasks(totals: beam.PCollection, counts: beam.PCollection, cap: int) -
     return (
         {"kept": kept, "left": unrendered}
         | "Join" >> beam.CoGroupByKey()
-        | "Short" >> beam.FlatMap(lambda kv: [kv[0]] if sum(kv[1]["left"]) > 0 and sum(kv[1]["kept"]) < cap else [])
+        | "Short" >> beam.FlatMap(lambda kv: [kv[0]] if sum(kv[1]["left"]) > 0 and sum(kv[1]["kept"]) < caps[kv[0]] else [])
     )
 
 
@@ -141,20 +144,20 @@ def build_pipeline(
 ) -> beam.PCollection:
     """Add the build to pipeline `p`; returns the PCollection holding the manifest's path.
     `progress_dir`: a local folder where render workers report finished read shards (progress.py)."""
-    settings, cap, output = config.render_settings, config.max_examples_per_task, config.output
+    caps, output = plan.caps, config.output
     to_render = [t for t in plan.tasks if t.name in cache.to_render]
     shards = plan.shards_of(cache.to_render)
-    # Exemplar pools for every task that may render here: the changed ones, and with a cap also
-    # the cached ones, which the top-up pass may have to render.
-    pool_tasks = cache.to_render if cap is None else [t.name for t in plan.tasks]
+    # Exemplar pools for every few-shot task that may render here: the changed ones, and the capped
+    # cached ones, which the top-up pass may have to render.
+    pool_tasks = [t for t in plan.settings if plan.settings[t].few_shot and (t in cache.to_render or t in caps)]
     pools = (
-        p | "ExemplarPools" >> ExemplarPools(plan.shards_of(pool_tasks), settings.seed)
-        if settings.few_shot
+        p | "ExemplarPools" >> ExemplarPools(plan.shards_of(pool_tasks), config.seed)
+        if pool_tasks
         else p | "NoExemplars" >> beam.Create([])
     )
     streams = _Streams()
     sketching = sketch_settings(config, plan)
-    job = RenderJob(tuple(to_render), settings, plan.layout, output, cache.spill_dirs(), plan.quotas, progress_dir, sketching)
+    job = RenderJob(tuple(to_render), plan.settings, plan.layout, output, cache.spill_dirs(), plan.quotas, progress_dir, sketching)
     rendered = p | "Render" >> RenderShards(shards, job, pools=pools, keep_summaries=cache.write)
     streams.add(rendered, sketched=sketching is not None)
     if cache.reused:
@@ -166,21 +169,21 @@ def build_pipeline(
         _ = (rendered[SHARD_FILES], rendered[DEAD_LETTERS], rendered[COUNTS]) | "WriteRenderCache" >> WriteRenderCache(output, cache.to_render)
 
     clusters = {t.name: t.cluster for t in plan.tasks}
-    if cap is None:
+    if not caps:
         thresholds = p | "NoCap" >> beam.Create([])
     else:
-        first = tuple(streams.summaries) | "FirstSummaries" >> beam.Flatten() | "FirstPass" >> DedupDecisions(clusters, cap)
-        short = _short_tasks(first["totals"], tuple(streams.counts) | "FirstCounts" >> beam.Flatten(), cap)
-        capped_shards = [s for s in plan.shards_of(clusters) if (s.task, s.key) in plan.quotas]
-        # Every task may need a top-up (cached ones too); it spills to scratch: it is never cached.
-        top_up = replace(job, tasks=tuple(plan.tasks), spill_dirs={t: f"{SPILL_DIR}/{t}" for t in clusters})
+        first = tuple(streams.summaries) | "FirstSummaries" >> beam.Flatten() | "FirstPass" >> DedupDecisions(clusters, caps)
+        short = _short_tasks(first["totals"], tuple(streams.counts) | "FirstCounts" >> beam.Flatten(), caps)
+        capped_shards = [s for s in plan.shards_of(caps) if (s.task, s.key) in plan.quotas]
+        # Every capped task may need a top-up (cached ones too); it spills to scratch: it is never cached.
+        top_up = replace(job, tasks=tuple(t for t in plan.tasks if t.name in caps), spill_dirs={t: f"{SPILL_DIR}/{t}" for t in caps})
         streams.add(p | "TopUp" >> RenderShards(capped_shards, top_up, pools=pools, short=short), sketched=sketching is not None)
     refs = tuple(streams.refs) | "AllRefs" >> beam.Flatten()
     # The corpus is written to staging; Publish swaps it in for the published one at the very end.
     staging = staging_root(output)
     removed, samples = _examples_to_remove(p, config, sketching, plan, streams, staging)
-    decisions = tuple(streams.summaries) | "AllSummaries" >> beam.Flatten() | "Deduplicate" >> DedupDecisions(clusters, cap, removed)
-    if cap is not None:
+    decisions = tuple(streams.summaries) | "AllSummaries" >> beam.Flatten() | "Deduplicate" >> DedupDecisions(clusters, caps, removed)
+    if caps:
         thresholds = decisions["thresholds"]
     written = (refs, decisions[CROSS], thresholds, removed) | "WriteShards" >> WriteShards(staging, config.formats, plan.layout)
 

@@ -10,7 +10,8 @@ Nothing here imports Beam: `render_shard.py` drives it over a read shard, and th
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import jinja2
@@ -300,6 +301,12 @@ class CompiledTask:
         if problems:
             raise SpecError(problems)
 
+    def as_task(self, spec: TaskSpec) -> "CompiledTask":
+        """The same compiled templates under `spec`, which differs from this one's only in name."""
+        twin = copy.copy(self)
+        twin.spec = spec
+        return twin
+
     @property
     def n_templates(self) -> int:
         return len(self._templates)
@@ -449,6 +456,19 @@ class CompiledTask:
                 spec.id, "zero_shot", f"{inputs}\n\n{format_options(options)}", targets, tuple(options), options.index(targets)
             )
         return Rendered(spec.id, "zero_shot_no_options", inputs, targets, tuple(options), options.index(targets))
+
+
+def compile_tasks(specs: Iterable[TaskSpec]) -> dict[str, CompiledTask]:
+    """Task name -> its compiled task, compiling each distinct spec once: the tasks one spec becomes
+    (a task per NIv2 task file, named apart) share its compiled templates."""
+    compiled: dict[str, CompiledTask] = {}
+    by_body: dict[str, CompiledTask] = {}
+    for spec in specs:
+        body = repr(replace(spec, name=""))
+        if body not in by_body:
+            by_body[body] = CompiledTask(spec)
+        compiled[spec.name] = by_body[body].as_task(spec)
+    return compiled
 
 
 @dataclass(frozen=True)

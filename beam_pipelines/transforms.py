@@ -18,7 +18,7 @@ from flanforge.beam_pipelines.example_sketches import SketchBuilder, SketchSetti
 from flanforge.beam_pipelines.hashing import seeded_hash
 from flanforge.beam_pipelines.layout import ShardLayout
 from flanforge.beam_pipelines.progress import report_shard
-from flanforge.beam_pipelines.render import CompiledTask, RenderSettings
+from flanforge.beam_pipelines.render import RenderSettings, compile_tasks
 from flanforge.beam_pipelines.render_shard import ShardRenderer
 from flanforge.beam_pipelines.sources import SourceRow, SourceShard, read_shard
 from flanforge.beam_pipelines.spill import SpillWriter
@@ -44,7 +44,7 @@ class RenderJob:
     and each capped read shard's candidate quota per template, keyed (task, shard key)."""
 
     tasks: tuple[TaskSpec, ...]
-    settings: RenderSettings
+    settings: Mapping[str, RenderSettings]  # task -> how it is rendered (the build's, or its collection's)
     layout: ShardLayout
     output: str
     spill_dirs: Mapping[str, str]
@@ -68,7 +68,7 @@ class _SketchingSink:
 class _RenderShardFn(CountingDoFn):
     def __init__(self, job: RenderJob, top_up: bool, keep_summaries: bool):
         self._specs = {t.name: t for t in job.tasks}
-        self._settings = job.settings
+        self._settings = {t.name: job.settings[t.name] for t in job.tasks}
         self._layout = job.layout
         self._output = job.output
         self._spill_dirs = dict(job.spill_dirs)
@@ -81,7 +81,7 @@ class _RenderShardFn(CountingDoFn):
 
     def setup(self) -> None:
         # Compile every template once per worker, never per row.
-        self._compiled = {name: CompiledTask(spec) for name, spec in self._specs.items()}
+        self._compiled = compile_tasks(self._specs.values())
         self._hasher = make_hasher(self._sketch) if self._sketch is not None else None
 
     def process(self, shard: SourceShard, pools: Mapping[str, list], short: Iterable[str] = ()) -> Iterator[Any]:
@@ -94,7 +94,7 @@ class _RenderShardFn(CountingDoFn):
             self.count(task, counter, n)
             done[counter] += n
 
-        renderer = ShardRenderer(self._compiled[shard.task], self._settings, tally, letters.append)
+        renderer = ShardRenderer(self._compiled[shard.task], self._settings[shard.task], tally, letters.append)
         rel = f"{self._spill_dirs[shard.task]}/{shard_file_stem(shard)}{'-top-up' if self._top_up else ''}"
         spill = SpillWriter(join_path(self._output, rel + ".arrow"), self._layout, shard.task, shard.split)
         builder = (

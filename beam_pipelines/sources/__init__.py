@@ -14,11 +14,11 @@ from flanforge.beam_pipelines.catalog import ReadOptions
 from flanforge.beam_pipelines.sources.base import ReadProblem, SourceError, SourceRow, SourceShard
 from flanforge.beam_pipelines.sources.jsonl import parse_json_line
 from flanforge.beam_pipelines.sources.kinds import KINDS, kind_for_path
-from flanforge.beam_pipelines.sources.planning import plan_files, plan_reads, split_source_argument
+from flanforge.beam_pipelines.sources.planning import plan_files, plan_reads, split_source_argument, tasks_per_file
 from flanforge.beam_pipelines.sources.reading import read_rows_at, read_shard
 from flanforge.beam_pipelines.sources.tfrecord import example_to_row
 
 __all__ = [
     "KINDS", "ReadOptions", "ReadProblem", "SourceError", "SourceRow", "SourceShard", "example_to_row", "kind_for_path",
-    "parse_json_line", "plan_files", "plan_reads", "read_rows_at", "read_shard", "split_source_argument",
+    "parse_json_line", "plan_files", "plan_reads", "read_rows_at", "read_shard", "split_source_argument", "tasks_per_file",
 ]

@@ -30,6 +30,9 @@ class SourceKind:
     # Files given to a task whose spec has this kind are read as this kind whatever their extension
     # (an NIv2 task file is `.json` but not JSON Lines).
     claims_spec_files: bool = False
+    # Every file is a task of its own, named from the file's path (an NIv2 task file holds one
+    # task): the build makes one task per file of the spec (sources.tasks_per_file).
+    file_task: Callable[[str], str] | None = None
 
 
 KINDS: dict[str, SourceKind] = {
@@ -42,7 +45,7 @@ KINDS: dict[str, SourceKind] = {
     "hf": SourceKind(hub.read, plan_split=hub.plan_hub),
     "hf_disk": SourceKind(hub.read, plan_split=hub.plan_disk),
     "aligned": SourceKind(aligned.read, plan_split=aligned.plan),
-    "niv2": SourceKind(niv2.read, niv2.plan_file, claims_spec_files=True),
+    "niv2": SourceKind(niv2.read, niv2.plan_file, claims_spec_files=True, file_task=niv2.task_name),
     "samples": SourceKind(samples.read, plan_split=samples.plan),
 }
 FILE_KINDS = sorted(k for k, kind in KINDS.items() if kind.plan_file)

@@ -20,7 +20,8 @@ handful of instances is not mistaken for a classification task).
 A task file is one JSON document, so it is parsed whole and then handed on row by row; files over
 MAX_TASK_FILE_BYTES are refused at planning (and at reading, for a `.gz` whose size only shows
 then), naming the file. Upstream files are all below GitHub's 100 MB file limit. Each file is one
-read shard. A file that is not an NIv2 task file is one dead letter naming the file and what is
+read shard, and each file is a task of its own (`<spec>_<task_name>`, build.plan_build), as
+Flan 2022 mixed NIv2's tasks. A file that is not an NIv2 task file is one dead letter naming the file and what is
 wrong; a bad instance is a dead letter naming its index (`Instances[7]`), the others are read.
 """
 from __future__ import annotations
@@ -123,7 +124,8 @@ def label_set(outputs: list[list[str]]) -> list[str]:
     return []
 
 
-def _task_name(path: str) -> str:
+def task_name(path: str) -> str:
+    """The task a task file holds: its file name without `.json` (`task1193_food_course_classification`)."""
     name = posixpath.basename(path)
     for suffix in (".gz", ".json"):
         name = name.removesuffix(suffix)
@@ -139,7 +141,7 @@ def read(shard: SourceShard) -> Iterator[RawRow]:
         return
     try:
         doc = parse_json_line(data)
-        fields = task_fields(doc, _task_name(shard.location))
+        fields = task_fields(doc, task_name(shard.location))
     except (ValueError, RecursionError) as e:  # JSON and decoding errors are ValueErrors
         yield RawRow(-1, None, f"not an NIv2 task file: {str(e)[:200]}")
         return

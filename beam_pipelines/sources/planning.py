@@ -7,6 +7,7 @@ starts, with the task, split and path in the message.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import replace
 from typing import Mapping
 
@@ -153,3 +154,27 @@ def plan_reads(
         else:
             shards += _plan_spec_split(spec, split)
     return [s if wanted[s.split] == s.split else replace(s, split=wanted[s.split]) for s in shards]
+
+
+def tasks_per_file(spec: TaskSpec, shards: list[SourceShard]) -> dict[str, list[SourceShard]]:
+    """Task name -> its read shards. A spec whose files each hold a task (every shard of a kind with
+    `file_task`, NIv2) becomes one task per file, `<spec>_<file's task>` (the same file name in
+    two splits is one task); any other spec, or its sample rows, stays one task."""
+    kinds = [KINDS[s.kind].file_task for s in shards]
+    if not shards or not all(kinds):
+        return {spec.name: shards}
+    out: dict[str, list[SourceShard]] = {}
+    files: dict[tuple[str, str], str] = {}  # (task, split) -> its file
+    for shard, file_task in zip(shards, kinds):
+        assert file_task is not None
+        name = f"{spec.name}_{_task_name_part(file_task(shard.location))}"
+        other = files.setdefault((name, shard.split), shard.location)
+        if other != shard.location:
+            raise source_error(spec.name, shard.split, f"{other} and {shard.location} would both be task {name}: give each task's file once")
+        out.setdefault(name, []).append(replace(shard, task=name))
+    return out
+
+
+def _task_name_part(text: str) -> str:
+    """A file's task as part of a task name: lowercase letters, digits and `_`."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "task"

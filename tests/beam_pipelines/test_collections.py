@@ -84,8 +84,8 @@ def test_every_record_carries_its_tasks_collection_in_parquet_and_tfrecord(weigh
 
 
 @pytest.mark.parametrize("collections, problem", [
-    ("p3: {weight: 0.3, max_examples_per_task: 100}\n", "p3: max_examples_per_task: set per collection is not supported yet"),
-    ("p3: {weight: 0.3, few_shot: 2}\n", "p3: few_shot: set per collection is not supported yet"),
+    ("p3: {weight: 0.3, max_examples_per_task: many}\n", "p3: max_examples_per_task: 'many': expected what `build: max_examples_per_task:` takes"),
+    ("p3: {weight: 0.3, few_shot: yes}\n", "p3: few_shot: True: expected what `build: few_shot:` takes"),
     ("p3: {weight: 0.3, rate: 1}\n", "p3: rate: unknown key"),
     ("p3: {weight: 0}\n", "p3: weight: 0: a positive number"),
     ("p3: {weight: yes}\n", "p3: weight: True: a positive number"),
@@ -106,6 +106,35 @@ def test_a_task_of_a_collection_the_recipe_does_not_weigh_stops_the_build_before
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+def test_a_collection_sets_its_own_caps_few_shot_and_options_variants(tmp_path):
+    """p3 built as the recipe's `build:` says (8 examples per task) plus 1-shot variants; flan2021
+    with its own settings: uncapped (`null`), and templates with options also rendered without."""
+    mix = recipe(tmp_path, "flan2021: {weight: 1, max_examples_per_task: null, options_variants: both}\np3: {weight: 1, few_shot: 1}\n",
+                 build="{template_mode: all, max_examples_per_task: 8}")
+    tasks = {"rte": "super_glue_rte", "p3_super_glue_rte": "super_glue_rte"}
+    code, err = build(tmp_path / "out", "--recipe", mix, "--templates", P3, tasks=tasks)
+    assert code == 0, err
+    m = read_manifest(str(tmp_path / "out"))
+    rows = pq.read_table(tmp_path / "out" / "parquet", columns=["task", "split", "template_id", "template_type"], partitioning=None).to_pylist()
+    flan = {(r["template_id"], r["template_type"]) for r in rows if r["task"] == "rte" and r["split"] == "train"}
+    rte, p3 = m.tasks["rte"].counts, m.tasks["p3_super_glue_rte"].counts
+    # every FLAN template that shows options, also without them; nothing capped, no few-shot
+    with_options = [t for t in load_catalog().tasks["rte"].templates if t.show_options and not (t.inverted or t.free_text or t.cot)]
+    assert rte["template_applications"] == 6 * (len(load_catalog().tasks["rte"].templates) + len(with_options))
+    assert rte["capped"] == 0 and rte["written"] == rte["template_applications"] - rte["duplicates"]
+    assert {(t.id, "zero_shot_no_options") for t in with_options} <= flan and not any(kind.startswith("few_shot") for _, kind in flan)
+    # the 10 P3 prompts zero-shot and 1-shot, capped at 8
+    assert p3["template_applications"] == 6 * 10 * 2 and m.tasks["p3_super_glue_rte"].written_by_split["train"] == 8 and p3["capped"] > 0
+    assert m.config["collections"]["flan2021"] == {"weight": 1, "mixing_rate_cap": None, "max_examples_per_task": None, "options_variants": "both"}
+    assert m.collections["flan2021"]["settings"] == {"template_mode": "all", "max_examples_per_task": None, "options_variants": "both", "few_shot": 0}
+    assert m.collections["p3"]["settings"] == {"template_mode": "all", "max_examples_per_task": 8, "options_variants": "template", "few_shot": 1}
+
+
+def test_a_collection_setting_the_build_would_refuse_is_refused_naming_the_collection(tmp_path):
+    code, err = build(tmp_path / "out", "--recipe", recipe(tmp_path, "flan2021: {weight: 1, options_variants: neither}\n"), tasks={"rte": None})
+    assert code == 2 and "collection flan2021: --options-variants neither: choose from template, both" in err
+
+
 # --- the manifest -------------------------------------------------------------------------------
 
 
@@ -122,6 +151,8 @@ def test_rates_are_the_collection_weight_shared_examples_proportionally(weighted
     assert tasks["rte"].rate == pytest.approx(0.75 * train["rte"] / flan)
     assert tasks["sst2"].rate == pytest.approx(0.75 * train["sst2"] / flan)
     assert tasks["p3_glue_sst2"].rate == tasks["p3_super_glue_rte"].rate == pytest.approx(0.125)
+    built_as = {"template_mode": "all", "max_examples_per_task": None, "options_variants": "template", "few_shot": 0}
+    assert all(c.pop("settings") == built_as for c in m.collections.values())
     assert m.collections == {
         "cot": {"weight": 2, "rate": 0.0, "tasks": 0, "written": 0, "train": 0},
         "flan2021": {"weight": 3, "rate": pytest.approx(0.75), "tasks": 2, "written": tasks["rte"].counts["written"] + tasks["sst2"].counts["written"], "train": flan},
@@ -196,7 +227,7 @@ def test_the_trainer_mixes_as_the_build_recorded_and_a_held_out_cluster_leaves_i
 
 def test_flan2022_lite_loads_with_flan_2022s_weights():
     settings = load_recipe("flan2022-lite")
-    assert settings["recipe"] == "flan2022-lite@1"
+    assert settings["recipe"] == "flan2022-lite@2"
     assert {c: s["weight"] for c, s in settings["collections"].items()} == {"flan2021": 0.4, "p3": 0.32, "niv2": 0.2, "cot": 0.05, "dialog": 0.03}
 
 
@@ -208,5 +239,7 @@ def test_flan2022_lite_builds_a_task_of_each_collection(tmp_path):
     m = read_manifest(str(tmp_path / "out"))
     shares = {c: s["rate"] for c, s in m.collections.items()}
     assert shares == pytest.approx({"flan2021": 0.4 / 0.97, "p3": 0.32 / 0.97, "niv2": 0.2 / 0.97, "cot": 0.05 / 0.97, "dialog": 0.0})
-    types = {r["template_type"] for r in pq.read_table(tmp_path / "out" / "parquet", columns=["template_type"], partitioning=None).to_pylist()}
-    assert {"zero_shot", "zero_shot_no_options", "few_shot", "few_shot_no_options", "cot", "few_shot_cot"} <= types
+    rows = pq.read_table(tmp_path / "out" / "parquet", columns=["collection", "template_type"], partitioning=None).to_pylist()
+    assert {"zero_shot", "zero_shot_no_options", "few_shot", "few_shot_no_options", "cot", "few_shot_cot"} <= {r["template_type"] for r in rows}
+    # niv2 is built with its own few-shot templates only (few_shot: 0 in the recipe)
+    assert {r["template_type"] for r in rows if r["collection"] == "niv2"} == {"zero_shot"}

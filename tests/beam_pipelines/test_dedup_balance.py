@@ -79,7 +79,7 @@ def test_dedup_decisions_stage_groups_by_hash_range():
         out = (
             p
             | beam.Create([summary("sst2", "train", [shared, content_hash("q", "2")]), summary("rte", "train", [shared]), summary("rte", "validation", [shared])])
-            | DedupDecisions({"rte": "nli", "sst2": "sentiment"}, cap=None)
+            | DedupDecisions({"rte": "nli", "sst2": "sentiment"}, caps={})
         )
         assert_that(out[CROSS], equal_to([(("train", shared), "nli")]))
 
@@ -131,16 +131,22 @@ def test_shard_quotas_follow_each_shards_fraction_of_its_split():
         SourceShard(task="t", split="train", kind="jsonl", location="a.jsonl", start=300, end=400),
         SourceShard(task="t", split="validation", kind="jsonl", location="b.jsonl", start=0, end=50),
     ]
-    quotas = shard_quotas({"t": shards}, {"t": 4}, cap=400)
-    assert set(quotas) == {("t", shards[0].key), ("t", shards[1].key)}  # evaluation splits are never capped
+    uncapped = [SourceShard(task="u", split="train", kind="jsonl", location="c.jsonl", start=0, end=10)]
+    quotas = shard_quotas({"t": shards, "u": uncapped}, {"t": 4, "u": 2}, caps={"t": 400})
+    # evaluation splits are never capped, nor is a task without a cap of its own
+    assert set(quotas) == {("t", shards[0].key), ("t", shards[1].key)}
     assert quotas[("t", shards[0].key)] == local_quota(100, 0.75) > quotas[("t", shards[1].key)] == local_quota(100, 0.25)
-    assert shard_quotas({"t": shards}, {"t": 4}, cap=None) == {}
+    assert shard_quotas({"t": shards}, {"t": 4}, caps={}) == {}
 
 
 def test_cap_thresholds_share_the_cap_evenly_between_templates():
-    survivors = [(("a", "train", f"t{i % 3}"), (i, f"h{i:02d}")) for i in range(30)]
+    survivors = [((task, "train", f"t{i % 3}"), (i, f"h{i:02d}")) for task in ("a", "b") for i in range(30)]
     with TestPipeline() as p:
-        out = p | beam.Create(survivors) | CapThresholds(cap=7)
-        # t0 keeps 3 (quota 2 + the leftover), t1 and t2 keep 2: their 3rd / 2nd smallest keys
-        assert_that(out["thresholds"], equal_to([(("a", "train", "t0"), (6, "h06")), (("a", "train", "t1"), (4, "h04")), (("a", "train", "t2"), (5, "h05"))]), label="thresholds")
-        assert_that(out["totals"], equal_to([(("a", "train"), 30)]), label="totals")
+        out = p | beam.Create(survivors) | CapThresholds(caps={"a": 7, "b": 20})
+        # a: t0 keeps 3 (quota 2 + the leftover), t1 and t2 keep 2: their 3rd / 2nd smallest keys;
+        # b, under its own cap of 20: t0 and t1 keep 7, t2 keeps 6
+        assert_that(out["thresholds"], equal_to([
+            (("a", "train", "t0"), (6, "h06")), (("a", "train", "t1"), (4, "h04")), (("a", "train", "t2"), (5, "h05")),
+            (("b", "train", "t0"), (18, "h18")), (("b", "train", "t1"), (19, "h19")), (("b", "train", "t2"), (17, "h17")),
+        ]), label="thresholds")
+        assert_that(out["totals"], equal_to([(("a", "train"), 30), (("b", "train"), 30)]), label="totals")

@@ -13,7 +13,7 @@ import pytest
 from flanforge.beam_pipelines.build import run_build_cli
 from flanforge.beam_pipelines.catalog import load_catalog
 from flanforge.beam_pipelines.render import CompiledTask
-from flanforge.beam_pipelines.sources import ReadProblem, SourceError, SourceRow, plan_reads, read_shard
+from flanforge.beam_pipelines.sources import ReadProblem, SourceError, SourceRow, plan_reads, read_shard, tasks_per_file
 from flanforge.beam_pipelines.sources import niv2
 from flanforge.schemas.manifest import accounting_errors, read_manifest
 
@@ -166,19 +166,49 @@ def test_a_file_over_the_size_limit_is_refused_naming_it(spec, monkeypatch):
         plan_reads(spec, demo=False, overrides={"train": str(FOOD)})
 
 
-def test_the_bundled_spec_builds_real_task_files_with_balanced_accounting(tmp_path):
+def test_each_task_file_is_a_task_of_its_own_in_every_split(spec, tmp_path):
+    (tmp_path / "valid").mkdir()
+    (tmp_path / "valid" / "Task1193-Food.json").write_bytes(FOOD.read_bytes())
+    shards = plan_reads(spec, demo=False, overrides={"train": f"{DATA}/task1*.json", "validation": str(tmp_path / "valid" / "*.json")})
+    tasks = tasks_per_file(spec, shards)
+    assert {t: sorted(s.split for s in own) for t, own in tasks.items()} == {
+        "niv2_task1193_food_course_classification": ["train"], "niv2_task1158_bard_analogical_reasoning_manipulating_items": ["train"],
+        "niv2_task1193_food": ["validation"],  # named from the file: lowercase letters, digits and _
+    }
+    assert all(s.task == t for t, own in tasks.items() for s in own)
+    # the spec's sample rows (validate, preview, --demo) stay one task
+    assert list(tasks_per_file(spec, plan_reads(spec, demo=True, overrides={}))) == ["niv2"]
+
+
+def test_two_files_of_one_split_named_as_one_task_are_refused(spec, tmp_path):
+    for name in ("Task-7.json", "task_7.json"):
+        (tmp_path / name).write_bytes(FOOD.read_bytes())
+    with pytest.raises(SourceError, match=r"Task-7\.json and .*task_7\.json would both be task niv2_task_7"):
+        tasks_per_file(spec, plan_reads(spec, demo=False, overrides={"train": str(tmp_path / "*.json")}))
+
+
+def test_the_bundled_spec_builds_a_task_per_real_task_file_with_balanced_accounting(tmp_path):
     out = tmp_path / "out"
     err = io.StringIO()
     code = run_build_cli(["--output", str(out), "--tasks", "niv2", "--source", f"niv2={DATA}/*.json", "--no-progress"], io.StringIO(), err)
     assert code == 0, err.getvalue()
-    counts = read_manifest(str(out)).tasks["niv2"].counts
-    assert accounting_errors(read_manifest(str(out)).tasks) == []
-    rows = 24 + 13 + 29
-    assert counts["read"] == rows and counts["read_errors"] == 0 and counts["failed"] == 0
-    assert counts["template_applications"] == rows * 6
-    assert counts["skipped"] == (13 + 29) * 2  # the two options templates, on tasks without a label set
+    m = read_manifest(str(out))
+    assert accounting_errors(m.tasks) == []
+    # one task per task file, as Flan 2022 mixed NIv2: each its own counts and mixing weight
+    rows = {"niv2_task1193_food_course_classification": 24, "niv2_task1158_bard_analogical_reasoning_manipulating_items": 13,
+            "niv2_task062_bigbench_repeat_copy_logic": 29}
+    assert set(m.tasks) == set(rows)
+    for task, n in rows.items():
+        counts = m.tasks[task].counts
+        assert counts["read"] == n and counts["read_errors"] == 0 and counts["failed"] == 0
+        assert counts["template_applications"] == n * 6
+        assert m.tasks[task].collection == "niv2" and m.tasks[task].mixing_weight == m.tasks[task].written_by_split["train"]
+    # the two options templates skip the tasks without a label set
+    assert {t: e.counts["skipped"] for t, e in m.tasks.items()} == {t: 0 if "food" in t else 2 * n for t, n in rows.items()}
     table = pq.read_table(out / "parquet").to_pylist()
-    assert {r["cluster"] for r in table} == {"niv2"} and len(table) == counts["written"]
+    assert {r["cluster"] for r in table} == {"niv2"} and len(table) == sum(e.counts["written"] for e in m.tasks.values())
+    # every record is its instance's task file's (an instance id starts with the task's number)
+    assert all(r["task"].startswith("niv2_" + r["example_id"].split(":")[1].split("-")[0] + "_") for r in table)
     options = [r for r in table if r["template_id"] == "niv2_05"]
     assert len(options) == 24 and all(r["example_id"].startswith("train:task1193-") for r in options)
     assert {r["targets"] for r in options} == {"main course", "dessert", "snack"}

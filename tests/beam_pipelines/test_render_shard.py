@@ -75,7 +75,7 @@ def test_candidates_and_top_up_render_exactly_the_applications_between_them(tmp_
 def test_render_stage_emits_refs_summaries_and_counts(tmp_path, rte):
     compiled, shards = rte
     with TestPipeline() as p:
-        job = RenderJob((compiled.spec,), RenderSettings(), LAYOUT, str(tmp_path / "out"), {"rte": "spill/rte"}, {})
+        job = RenderJob((compiled.spec,), {"rte": RenderSettings()}, LAYOUT, str(tmp_path / "out"), {"rte": "spill/rte"}, {})
         out = p | RenderShards(shards, job, pools=p | "NoPools" >> beam.Create([]))
         assert_that(out["refs"] | beam.Map(lambda kv: kv[1].rows) | "Sum" >> beam.CombineGlobally(sum), equal_to([39 * compiled.n_templates]), label="refs")
         assert_that(out[SUMMARIES] | beam.Map(lambda s: (s.task, s.split, len(s.hi))), equal_to([("rte", "train", 39 * compiled.n_templates)]), label="summaries")

@@ -72,7 +72,7 @@ def test_layout_grows_with_the_input_and_the_cap_bounds_it(tmp_path: Path, templ
         path = tmp_path / f"rte{rows}.jsonl"
         path.write_text("".join(json.dumps(dict(spec.samples[0], idx=i)) + "\n" for i in range(rows)))
         shards = {"rte": plan_reads(spec, demo=False, overrides={"train": str(path)})}
-        return plan_layout([compiled], shards, {"rte": profile}, target_shard_bytes=100_000, cap=cap).count("train", "nli")
+        return plan_layout([compiled], shards, {"rte": profile}, target_shard_bytes=100_000, caps={} if cap is None else {"rte": cap}).count("train", "nli")
 
     small, large = layout(100, None), layout(2000, None)
     assert small < large and large >= 10
