@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TextIO
+from typing import Any, Mapping, TextIO
 
 from flanforge.beam_pipelines.stats.gather import CorpusStats, gather
-from flanforge.beam_pipelines.stats.page import render_page
+from flanforge.beam_pipelines.stats.page import number, rate_text, render_page
 from flanforge.schemas.files import is_remote, join_path
 
 REPORT_NAME = "report.html"
@@ -51,6 +51,28 @@ def table_lines(headings: tuple[str, ...], rows: list[tuple[object, ...]], *, te
     return ["  ".join(c.ljust(w) if i < text_columns else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in cells]
 
 
+COLLECTION_COLUMNS = ("weight", "rate", "tasks", "train", "written")
+
+
+def collection_figure(summary: Any, key: str) -> object:
+    """One figure of a collection's summary: weights and rates as rate_text, a missing one (no recipe weight) as -."""
+    value = summary.get(key) if isinstance(summary, Mapping) else None
+    if isinstance(value, float):
+        return rate_text(value)
+    return "-" if value is None else value
+
+
+def collection_lines(collections: Mapping[str, Any]) -> list[str]:
+    """One line per collection, highest rate first: the recipe's weight, the rate that came of it,
+    its tasks, and its train and written records."""
+    names = sorted(collections, key=lambda name: (-number(collections[name].get("rate") if isinstance(collections[name], Mapping) else None), name))
+    return table_lines(
+        ("collection", *COLLECTION_COLUMNS),
+        [(name, *(collection_figure(collections[name], key) for key in COLLECTION_COLUMNS)) for name in names],
+        text_columns=1,
+    )
+
+
 def summary_lines(stats: CorpusStats, report: str) -> list[str]:
     m = stats.manifest
     total = stats.totals.get("written", 0)
@@ -63,13 +85,23 @@ def summary_lines(stats: CorpusStats, report: str) -> list[str]:
           f"{stats.by_cluster[c].get('written', 0) / total:.1%}" if total else "-") for c in clusters],
         text_columns=1,
     )
+    if len(m.collections) > 1:
+        lines += collection_lines(m.collections)
     tasks = sorted(m.tasks, key=lambda t: (-m.tasks[t].counts.get("written", 0), t))
     lines.append(f"top tasks by records written ({min(TOP_TASKS, len(tasks))} of {len(tasks):,}):")
-    lines += table_lines(
-        ("task", "cluster", "written", "mixing weight"),
-        [(t, m.tasks[t].cluster, m.tasks[t].counts.get("written", 0), m.tasks[t].mixing_weight) for t in tasks[:TOP_TASKS]],
-        text_columns=2,
-    )
+    if m.collections:
+        lines += table_lines(
+            ("task", "cluster", "collection", "written", "mixing weight", "rate"),
+            [(t, m.tasks[t].cluster, m.tasks[t].collection, m.tasks[t].counts.get("written", 0), m.tasks[t].mixing_weight,
+              rate_text(m.tasks[t].rate)) for t in tasks[:TOP_TASKS]],
+            text_columns=3,
+        )
+    else:  # a manifest older than collections: no collection, no rate
+        lines += table_lines(
+            ("task", "cluster", "written", "mixing weight"),
+            [(t, m.tasks[t].cluster, m.tasks[t].counts.get("written", 0), m.tasks[t].mixing_weight) for t in tasks[:TOP_TASKS]],
+            text_columns=2,
+        )
     lines.append("totals: " + ", ".join(f"{name} {stats.totals[name]:,}" for name in stats.counters if name in stats.totals))
     if m.dead_letters:
         lines.append(f"dead letters: {sum(d.rows for d in m.dead_letters):,} rows from {len(m.dead_letters):,} task(s) under {m.uri('dead_letters/')}")

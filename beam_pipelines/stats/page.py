@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from flanforge.beam_pipelines.stats.charts import bar_chart, count_text, histogram_chart
 from flanforge.beam_pipelines.stats.gather import CorpusStats
 from flanforge.beam_pipelines.stats.histogram import MEASURES, TextLengths
+from flanforge.schemas.manifest import Manifest, TaskEntry, mixing_rates
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1180px; padding: 0 24px 48px; color: #1d232b; }
@@ -137,6 +138,44 @@ def written(counts: Mapping[str, int]) -> int:
     return counts.get("written", 0)
 
 
+def rate_text(rate: float) -> str:
+    """A rate or a recipe weight to 4 significant digits: a task's rate in a build of thousands of
+    tasks is ~1e-4, which a fixed number of decimals (or a percentage) would show as 0."""
+    return f"{rate:.4g}"
+
+
+def figure(value: Any) -> Cell:
+    """A number from the manifest's collections as a sortable cell (floats as rate_text); None, a
+    collection without a recipe weight, as –; anything else (a newer manifest's) as compact JSON."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value if isinstance(value, int) else Number(value, rate_text(value))
+    return setting_text(value)
+
+
+def collection_heading(stats: CorpusStats) -> tuple[str, ...]:
+    """The per-task tables' collection column, absent for a manifest older than collections."""
+    return ("collection",) if stats.manifest.collections else ()
+
+
+def collection_cell(stats: CorpusStats, entry: TaskEntry) -> tuple[str, ...]:
+    return (entry.collection,) if stats.manifest.collections else ()
+
+
+def task_rates(m: Manifest) -> dict[str, float]:
+    """task -> its share of training (tasks without one left out): the manifest's `rate`, or, in a
+    manifest older than rates, what the build would have recorded then: the examples-proportional
+    share of its mixing weight, by the same function."""
+    if m.collections:
+        return {t: e.rate for t, e in m.tasks.items() if e.rate > 0}
+    return mixing_rates({t: e.mixing_weight for t, e in m.tasks.items()}, {})
+
+
+def rate_number(rate: float) -> Number:
+    return Number(rate, rate_text(rate))
+
+
 # The build settings that shape a corpus, shown up front (the whole config is one click away).
 OVERVIEW_SETTINGS = (
     "recipe", "seed", "formats", "template_mode", "options_variants", "few_shot", "max_examples_per_task",
@@ -198,9 +237,9 @@ def accounting(stats: CorpusStats) -> str:
         ),
         "<h3>Per task</h3>",
         table(
-            ("task", "cluster", *counters),
-            [(t, e.cluster, *(e.counts.get(n) for n in counters)) for t, e in sorted(stats.manifest.tasks.items())],
-            numeric=(False, False, *[True] * len(counters)),
+            ("task", "cluster", *collection_heading(stats), *counters),
+            [(t, e.cluster, *collection_cell(stats, e), *(e.counts.get(n) for n in counters)) for t, e in sorted(stats.manifest.tasks.items())],
+            numeric=(False, False, *[False] * len(collection_heading(stats)), *[True] * len(counters)),
             scroll=True,
         ),
     ]
@@ -219,6 +258,7 @@ def records(stats: CorpusStats) -> str:
     held = set(m.holdout_clusters)
     clusters = sorted(stats.by_cluster, key=lambda c: (-written(stats.by_cluster[c]), c))
     tasks = sorted(m.tasks, key=lambda t: (-written(m.tasks[t].counts), t))
+    rates = task_rates(m)
     return "".join(
         [
             "<h3>Per cluster</h3>",
@@ -235,14 +275,15 @@ def records(stats: CorpusStats) -> str:
             "<h3>Per task</h3>",
             bars([(t, written(m.tasks[t].counts)) for t in tasks], caption="records written per task"),
             table(
-                ("task", "cluster", "written", "share", *splits, "templates in spec", "templates in shards"),
+                ("task", "cluster", *collection_heading(stats), "written", "share", "rate", *splits,
+                 "templates in spec", "templates in shards"),
                 [
-                    (t, m.tasks[t].cluster, written(m.tasks[t].counts), share(written(m.tasks[t].counts), total),
-                     *(m.tasks[t].written_by_split.get(s, 0) for s in splits), m.tasks[t].templates,
+                    (t, m.tasks[t].cluster, *collection_cell(stats, m.tasks[t]), written(m.tasks[t].counts), share(written(m.tasks[t].counts), total),
+                     rate_number(rates.get(t, 0.0)), *(m.tasks[t].written_by_split.get(s, 0) for s in splits), m.tasks[t].templates,
                      len(stats.templates.get(t, {})) if stats.parquet_rows else None)
                     for t in tasks
                 ],
-                numeric=(False, False, True, True, *[True] * len(splits), True, True),
+                numeric=(False, False, *[False] * len(collection_heading(stats)), True, True, True, *[True] * len(splits), True, True),
                 scroll=True,
             ),
         ]
@@ -320,30 +361,108 @@ def lengths_section(stats: CorpusStats) -> str:
     return "".join(parts)
 
 
+def weighs_collections(m: Manifest) -> bool:
+    """Whether the build's recipe gave its collections weights (else one examples-proportional mixture)."""
+    return any(isinstance(c, Mapping) and c.get("weight") is not None for c in m.collections.values())
+
+
+def mixing_rule(m: Manifest) -> str:
+    cap = m.config.get("mixing_rate_cap")
+    weighted = weighs_collections(m)
+    own_cap = "its collection's mixing_rate_cap, else " if weighted else ""
+    weight = "" if cap is None else f"A task's mixing weight is min(its train examples, {own_cap}the build's cap {cap}). "
+    if weighted:
+        return weight + (
+            "Its rate, the share of training it gets, is its collection's recipe weight (normalised over the collections that have "
+            "train records) shared among the collection's tasks in proportion to their mixing weights (see Collections); "
+            "flanforge train and the seqio Mixture mix by the same rule.")
+    return weight + "Its rate, the share of training it gets, is its mixing weight over the sum of all tasks' weights (examples-proportional)."
+
+
 def mixing_section(stats: CorpusStats) -> str:
     m = stats.manifest
-    weights = {t: e.mixing_weight for t, e in m.tasks.items() if e.mixing_weight > 0}
-    total = sum(weights.values())
-    cap = m.config.get("mixing_rate_cap")
-    rule = p(f"A task's mixing weight is min(its train examples, the rate cap {cap}); the share is of the sum over tasks." if cap is not None
-             else "A task's share is its mixing weight over the sum of all tasks' weights.")
-    if not total:
+    rates = task_rates(m)
+    rule = p(mixing_rule(m))
+    if not rates:
         return rule + p("No task has a mixing weight (no train records).")
-    by_cluster: dict[str, int] = {}
-    for t, w in weights.items():
-        by_cluster[m.tasks[t].cluster] = by_cluster.get(m.tasks[t].cluster, 0) + w
-    tasks = sorted(weights, key=lambda t: (-weights[t], t))
+    by_cluster: dict[str, float] = {}
+    for t, r in rates.items():
+        by_cluster[m.tasks[t].cluster] = by_cluster.get(m.tasks[t].cluster, 0.0) + r
+    tasks = sorted(rates, key=lambda t: (-rates[t], t))
     clusters = sorted(by_cluster, key=lambda c: (-by_cluster[c], c))
     return "".join(
         [
             rule,
             "<h3>Per cluster</h3>",
-            bars([(c, by_cluster[c] / total) for c in clusters], caption="mixing share per cluster", value_text=percent_text),
+            bars([(c, by_cluster[c]) for c in clusters], caption="rate per cluster", value_text=rate_text),
             "<h3>Per task</h3>",
-            bars([(t, weights[t] / total) for t in tasks], caption="mixing share per task", value_text=percent_text),
-            table(("task", "cluster", "mixing weight", "share"),
-                  [(t, m.tasks[t].cluster, weights[t], share(weights[t], total)) for t in tasks],
-                  numeric=(False, False, True, True), scroll=True),
+            bars([(t, rates[t]) for t in tasks], caption="rate per task", value_text=rate_text),
+            table(("task", "cluster", *collection_heading(stats), "mixing weight", "rate"),
+                  [(t, m.tasks[t].cluster, *collection_cell(stats, m.tasks[t]), m.tasks[t].mixing_weight, rate_number(rates[t])) for t in tasks],
+                  numeric=(False, False, *[False] * len(collection_heading(stats)), True, True), scroll=True),
+        ]
+    )
+
+
+COLLECTION_FIGURES = ("weight", "rate", "tasks", "train", "written")  # the manifest's per-collection summary, in column order
+SETTINGS_KEY = "settings"  # a collection's render settings in the summary, shown with own_settings
+
+
+def number(value: Any) -> float:
+    """A figure to sort or add up by; 0 for what is not a number."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def own_settings(m: Manifest, name: str, summary: Mapping[str, Any]) -> str:
+    """What a collection's tasks were built or weighed with that the build's settings do not say,
+    as key=value: the recipe's mixing_rate_cap for it (None there: the build's), and the settings
+    the manifest records per collection where they differ from the build's (None there is a value:
+    no cap)."""
+    recipe = m.config.get("collections")
+    entry = recipe.get(name) if isinstance(recipe, Mapping) else None
+    cap = entry.get("mixing_rate_cap") if isinstance(entry, Mapping) else None
+    settings = summary.get(SETTINGS_KEY)
+    own = dict(settings) if isinstance(settings, Mapping) else {}
+    if cap is not None:
+        own["mixing_rate_cap"] = cap
+    return ", ".join(f"{k}={setting_text(v)}" for k, v in sorted(own.items()) if v != m.config.get(k))
+
+
+def collections_section(stats: CorpusStats) -> str | None:
+    """One row per collection: the recipe's weight, the rate that came of it, tasks and records.
+    None (no section) for a manifest older than collections."""
+    m = stats.manifest
+    if not m.collections:
+        return None
+    summary = {name: c if isinstance(c, Mapping) else {} for name, c in m.collections.items()}
+    names = sorted(summary, key=lambda c: (-number(summary[c].get("rate")), c))
+    others = sorted({k for c in summary.values() for k in c} - {*COLLECTION_FIGURES, SETTINGS_KEY})
+    settings = {name: own_settings(m, name, summary[name]) for name in names}
+    shown_settings = ("own settings",) if any(settings.values()) else ()
+    total = sum(number(c.get("written")) for c in summary.values())
+    if weighs_collections(m):
+        rule = ("A collection's rate, its share of training, is its recipe weight normalised over the collections that have train "
+                "records; its tasks share it in proportion to their mixing weights (each task's rate: Mixing weights). A collection "
+                "with no train records in this build gets rate 0, and its weight goes to the others in proportion. Compare the rate "
+                "with the collection's share of the records written: a small collection with a large weight is seen many times over.")
+    else:
+        rule = ("This build's recipe weighs no collections (– under recipe weight): the whole build is one examples-proportional mixture, "
+                "so a collection's rate is its tasks' rates summed.")
+    if shown_settings:
+        rule += " Own settings: what the recipe set for a collection that differs from the build's settings (Build)."
+    return "".join(
+        [
+            p(rule),
+            bars([(c, number(summary[c].get("rate"))) for c in names], caption="rate per collection", value_text=rate_text),
+            table(
+                ("collection", "recipe weight", "rate", "tasks", "train", "written", "share of written", *shown_settings, *others),
+                [
+                    (c, *(figure(summary[c].get(k)) for k in COLLECTION_FIGURES), share(number(summary[c].get("written")), total),
+                     *((settings[c],) if shown_settings else ()), *(figure(summary[c].get(k)) for k in others))
+                    for c in names
+                ],
+                numeric=(False, True, True, True, True, True, True, *[False] * len(shown_settings), *[True] * len(others)),
+            ),
         ]
     )
 
@@ -452,6 +571,7 @@ SECTIONS = (
     ("records", "Records", records),
     ("templates", "Templates", templates_section),
     ("lengths", "Text lengths", lengths_section),
+    ("collections", "Collections", collections_section),
     ("mixing", "Mixing weights", mixing_section),
     ("contamination", "Contamination and near duplicates", contamination_section),
     ("examples", "Examples", examples_section),
@@ -461,8 +581,9 @@ SECTIONS = (
 
 def render_page(stats: CorpusStats) -> str:
     root = stats.manifest.root
-    nav = "".join(f'<a href="#{anchor}">{escape(title)}</a>' for anchor, title, _ in SECTIONS)
-    sections = "".join(f'<section id="{anchor}"><h2>{escape(title)}</h2>{render(stats)}</section>' for anchor, title, render in SECTIONS)
+    shown = [(anchor, title, body) for anchor, title, render in SECTIONS if (body := render(stats)) is not None]
+    nav = "".join(f'<a href="#{anchor}">{escape(title)}</a>' for anchor, title, _ in shown)
+    sections = "".join(f'<section id="{anchor}"><h2>{escape(title)}</h2>{body}</section>' for anchor, title, body in shown)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

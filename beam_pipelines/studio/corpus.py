@@ -30,7 +30,7 @@ def _format(manifest: Manifest) -> str:
 
 
 def corpus_summary(root: str) -> dict[str, Any]:
-    """The manifest's per-task counts, the splits written, and the build's settings."""
+    """The manifest's per-task counts, collection and rate, the splits written, and the build's settings."""
     manifest = read_manifest(root)
     return {
         "root": manifest.root,
@@ -39,7 +39,8 @@ def corpus_summary(root: str) -> dict[str, Any]:
         "config": {k: manifest.config[k] for k in CONFIG_SHOWN if k in manifest.config},
         "splits": sorted({s.split for s in manifest.shards}),
         "tasks": [
-            {"name": name, "cluster": e.cluster, "templates": e.templates, "counts": e.counts, "written_by_split": e.written_by_split}
+            {"name": name, "cluster": e.cluster, "collection": e.collection, "rate": e.rate, "templates": e.templates, "counts": e.counts,
+             "written_by_split": e.written_by_split}
             for name, e in sorted(manifest.tasks.items())
         ],
     }

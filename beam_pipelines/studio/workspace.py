@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from flanforge.beam_pipelines.catalog import CLUSTERS_FILE, Catalog, SpecError, TaskSpec, _load_yaml, load_catalog, parse_task_spec
+from flanforge.beam_pipelines.catalog import CLUSTERS_FILE, Catalog, SpecError, TaskSpec, load_catalog, load_spec_yaml, parse_task_spec
 from flanforge.beam_pipelines.sources import ReadProblem, SourceError, plan_reads, read_shard
 from flanforge.beam_pipelines.studio.lint import Evaluation, PageRow, TemplateCheck, check_template, evaluate
 from flanforge.beam_pipelines.studio.yaml_roundtrip import TEMPLATE_DEFAULTS, RoundTripError, SpecDocument, TemplateEdit
@@ -145,11 +145,14 @@ class Workspace:
             save_path, read_only = str(self.save_path(spec)), ""
         except StudioError as e:  # shown, and saving refused, but the task can still be read and tried
             save_path, read_only = "", str(e)
+        data = self._base_data(spec)
         return {
             **_task_summary(spec, self.is_own(spec)),
+            # whether the spec names its collection, or has the one catalog.default_collection gives its origin
+            "collection_in_spec": bool(data.get("collection")),
             "variables": _variables(spec),
             "filters": list(spec.filters),
-            "templates": [{**t, "origin": i} for i, t in enumerate(self._base_data(spec)["templates"])],
+            "templates": [{**t, "origin": i} for i, t in enumerate(data["templates"])],
             "template_flags": {k: v for k, v in TEMPLATE_DEFAULTS.items() if isinstance(v, bool)},
             "samples": [dict(s) for s in spec.samples],
             "row_sources": self.row_sources(spec),
@@ -265,7 +268,7 @@ class Workspace:
 
     def _base_data(self, spec: TaskSpec) -> Mapping[str, Any]:
         try:
-            return _load_yaml(spec.path)
+            return load_spec_yaml(spec.path)
         except SpecError as e:
             raise StudioError("; ".join(e.problems), 422) from None
 
@@ -295,7 +298,7 @@ class Workspace:
             with open(candidate, "w", encoding="utf-8") as f:
                 f.write(text)
             try:
-                data = _load_yaml(candidate)
+                data = load_spec_yaml(candidate)
                 saved = parse_task_spec(data, target)
             except SpecError as e:
                 return [p.replace(candidate, target) for p in e.problems]
@@ -316,6 +319,7 @@ def _task_summary(spec: TaskSpec, own: bool) -> dict[str, Any]:
     return {
         "name": spec.name,
         "cluster": spec.cluster,
+        "collection": spec.collection,
         "description": spec.description,
         "license": spec.license,
         "metric": spec.metric,

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
+from html import unescape
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -18,13 +19,14 @@ import pytest
 
 from flanforge.beam_pipelines.build import run_build_cli
 from flanforge.beam_pipelines.cli import main
+from flanforge.beam_pipelines.stats.command import summary_lines
 from flanforge.beam_pipelines.stats.gather import counter_names, gather, sample_quotas, sum_present
 from flanforge.beam_pipelines.stats.histogram import MEASURES, Histogram, TextLengths, bin_range
 from flanforge.beam_pipelines.stats.page import SORT_SCRIPT, content_security_policy, render_page
-from flanforge.schemas.manifest import COUNTERS, read_manifest
+from flanforge.schemas.manifest import COUNTERS, mixing_rates, read_manifest
 from flanforge.templates import TEMPLATES_DIR
 
-from conftest import GENERATIVE_SPEC as ECHO_SPEC  # a generative task in its own cluster, so the corpus has two
+from specs import GENERATIVE_SPEC as ECHO_SPEC  # a generative task in its own cluster, so the corpus has two
 
 SCRIPT_ROW = "<script>window.__pwned = 1</script> The river rose."
 IMG_ROW = '<img src=x onerror="window.__pwned = 2">'
@@ -176,6 +178,91 @@ def test_contamination_and_near_dedup_sections(corpus):
     assert "num_perm" in section(render_page(dataclasses.replace(stats, manifest=dataclasses.replace(stats.manifest, config=as_object))), "contamination")
     own = section(render_page(stats), "contamination")  # this build: nothing to check against, no near dedup
     assert "This build recorded no contamination check." in own and "This build did not remove near duplicates." in own
+
+
+def table_rows(html: str) -> list[list[str]]:
+    """The text of each row's cells, for every table row in `html` that has <td> cells."""
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", html)]
+    return [[unescape(re.sub(r"<[^>]+>", "", c)) for c in row] for row in rows if row]
+
+
+def rows_of(html: str, first: str) -> list[list[str]]:
+    return [row for row in table_rows(html) if row[0] == first]
+
+
+HOSTILE_COLLECTION = "<b>bold</b>"
+
+
+def in_collections(stats, of: dict[str, str], weights: dict[str, float]):
+    """The corpus's stats as if its recipe had weighed collections: each task's collection and rate,
+    and the per-collection summary, as a build records them."""
+    m = stats.manifest
+    rates = mixing_rates({t: e.mixing_weight for t, e in m.tasks.items()}, of, weights)
+    tasks = {t: dataclasses.replace(e, collection=of[t], rate=rates[t]) for t, e in m.tasks.items()}
+    summary = {
+        c: {"weight": w, "rate": sum(rates[t] for t in of if of[t] == c), "tasks": sum(of[t] == c for t in of),
+            "written": sum(tasks[t].counts["written"] for t in of if of[t] == c),
+            "train": sum(tasks[t].written_by_split.get("train", 0) for t in of if of[t] == c)}
+        for c, w in weights.items()
+    }
+    summary[HOSTILE_COLLECTION]["settings"] = {"few_shot": 2, "template_mode": m.config["template_mode"]}  # its own few-shot
+    summary["p3"]["settings"] = {"max_examples_per_task": None, "few_shot": m.config["few_shot"]}  # no cap, where the build has one
+    config = {**m.config, "max_examples_per_task": 100, "collections": {c: {"weight": w, "mixing_rate_cap": 1000 if c == "flan2021" else None} for c, w in weights.items()}}
+    return dataclasses.replace(stats, manifest=dataclasses.replace(m, tasks=tasks, collections=summary, config=config))
+
+
+def test_collections_section_and_each_tasks_collection_and_rate(corpus):
+    stats = gather(str(corpus), sample_rows=100, examples_per_task=0)
+    own = stats.manifest  # built without a recipe: one collection, no weight, every train record in one mixture
+    assert set(own.collections) == {"flan2021"} and own.collections["flan2021"]["weight"] is None
+    html = section(render_page(stats), "collections")
+    assert "weighs no collections" in html
+    c = own.collections["flan2021"]
+    assert rows_of(html, "flan2021") == [["flan2021", "–", f"{c['rate']:.4g}", "2", f"{c['train']:,}", f"{c['written']:,}", "100.0%"]]
+
+    of = {"rte": "flan2021", "echo_title": HOSTILE_COLLECTION}
+    weighted = in_collections(stats, of, {"flan2021": 0.4, HOSTILE_COLLECTION: 0.1, "p3": 0.32})
+    page = render_page(weighted)
+    html = section(page, "collections")
+    assert HOSTILE_COLLECTION not in page and "&lt;b&gt;bold&lt;/b&gt;" in html  # a name from the manifest is text
+    summary = weighted.manifest.collections
+    total = sum(c["written"] for c in summary.values())
+    expected = [
+        [name, f"{c['weight']:.4g}", f"{c['rate']:.4g}", str(c["tasks"]), f"{c['train']:,}", f"{c['written']:,}",
+         f"{c['written'] / total:.1%}", {"flan2021": "mixing_rate_cap=1000", HOSTILE_COLLECTION: "few_shot=2", "p3": "max_examples_per_task=null"}[name]]
+        for name, c in sorted(summary.items(), key=lambda item: (-item[1]["rate"], item[0]))
+    ]
+    assert table_rows(html) == expected and expected[-1][:4] == ["p3", "0.32", "0", "0"]  # no task: rate 0, listed last
+    assert sum(c["rate"] for c in summary.values()) == pytest.approx(1)
+    assert "rate per collection" in html and html.count("<title>") == 3  # a bar per collection
+
+    for name, entry in weighted.manifest.tasks.items():
+        rate = f"{entry.rate:.4g}"
+        assert rows_of(section(page, "mixing"), name) == [[name, entry.cluster, entry.collection, str(entry.mixing_weight), rate]]
+        (record,) = rows_of(section(page, "records"), name)
+        assert record[2] == entry.collection and record[5] == rate
+        assert rows_of(section(page, "accounting"), name)[0][2] == entry.collection
+    assert "its collection's mixing_rate_cap" in unescape(section(page, "mixing"))
+
+    lines = summary_lines(weighted, "r.html")
+    start = lines.index(next(line for line in lines if line.startswith("collection ")))
+    assert [line.split()[:3] for line in lines[start + 1 : start + 4]] == [[row[0], row[1], row[2]] for row in expected]
+    assert not any(line.startswith("collection ") for line in summary_lines(stats, "r.html"))  # one collection: no table
+
+
+def test_a_manifest_older_than_collections_still_renders(corpus):
+    stats = gather(str(corpus), sample_rows=100, examples_per_task=0)
+    m = stats.manifest
+    tasks = {t: dataclasses.replace(e, collection="", rate=0.0) for t, e in m.tasks.items()}
+    old = dataclasses.replace(stats, manifest=dataclasses.replace(m, tasks=tasks, collections={}))
+    page = render_page(old)
+    assert 'id="collections"' not in page and 'href="#collections"' not in page and "<th>collection</th>" not in page
+    rates = mixing_rates({t: e.mixing_weight for t, e in m.tasks.items()}, {})  # what the build then would have recorded
+    for name, entry in m.tasks.items():
+        assert rows_of(section(page, "mixing"), name) == [[name, entry.cluster, str(entry.mixing_weight), f"{rates[name]:.4g}"]]
+    assert rates == pytest.approx({t: e.rate for t, e in m.tasks.items()})  # and did: a build without a recipe's weights
+    lines = summary_lines(old, "r.html")
+    assert any(re.match(r"task\s+cluster\s+written\s+mixing weight$", line) for line in lines)
 
 
 def test_a_counter_the_build_did_not_keep_is_shown_as_not_counted(corpus):

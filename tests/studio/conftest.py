@@ -27,6 +27,17 @@ def studio_dir(templates_dir: Path) -> Path:
 
 
 @pytest.fixture
+def two_collections(studio_dir: Path) -> Path:
+    """studio_dir with echo_title in collection `dialog`, named by its spec; rte stays in the one
+    its origin gives it (flan2021, catalog.default_collection)."""
+    echo = studio_dir / "summarization" / "echo_title.yaml"
+    text = echo.read_text()
+    assert "cluster: summarization\n" in text and "collection:" not in text
+    echo.write_text(text.replace("cluster: summarization\n", "cluster: summarization\ncollection: dialog\n", 1))
+    return studio_dir
+
+
+@pytest.fixture
 def rte_comment() -> str:
     """The comment line studio_dir adds above rte_02."""
     return TEMPLATE_COMMENT

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
 import yaml
 
 from flanforge.beam_pipelines import cli
@@ -51,6 +52,15 @@ def test_task_detail_has_templates_in_file_order_and_samples(client):
     assert [s["key"] for s in detail["row_sources"]] == ["samples", "spec:train", "spec:validation"]
     assert detail["variables"] == ["premise", "hypothesis", "label", "options", "answer", "answer_index"]
     assert detail["filters"] == ["label in (0, 1)"] and detail["read_only"] == ""
+
+
+def test_each_task_has_its_collection_and_says_where_it_came_from(make_client, two_collections):
+    client = make_client(two_collections)
+    tasks = {t["name"]: t for c in client.get("/api/catalog").json()["clusters"] for t in c["tasks"]}
+    assert {name: t["collection"] for name, t in tasks.items()} == {"rte": "flan2021", "echo_title": "dialog"}
+    rte, echo = open_task(client, "rte"), open_task(client, "echo_title")
+    assert (rte["collection"], rte["collection_in_spec"]) == ("flan2021", False)  # the spec names none: by origin
+    assert (echo["collection"], echo["collection_in_spec"]) == ("dialog", True)
 
 
 def test_the_catalog_as_written_renders_clean(client):
@@ -267,6 +277,9 @@ def test_corpus_review_pages_records_by_template(client, built_corpus):
     summary = client.get("/api/corpus", params={"dir": str(built_corpus)}).json()
     tasks = {t["name"]: t for t in summary["tasks"]}
     assert summary["format"] == "parquet" and set(tasks) == {"rte", "sst2"}
+    manifest = json.loads((built_corpus / "manifest.json").read_text())["tasks"]
+    assert {n: (t["collection"], t["rate"]) for n, t in tasks.items()} == {n: (e["collection"], e["rate"]) for n, e in manifest.items()}
+    assert sum(t["rate"] for t in tasks.values()) == pytest.approx(1)
     written = tasks["rte"]["counts"]["written"]
     page = client.get("/api/corpus/records", params={"dir": str(built_corpus), "task": "rte", "split": "train", "limit": 7}).json()
     assert page["total"] == written == sum(page["per_template"].values()) and len(page["records"]) == 7

@@ -124,11 +124,35 @@ def test_add_a_template_and_see_it_render(tab, studio_url):
     assert log.errors == []
 
 
+def test_filter_the_task_list_by_collection(tab, two_collections, studio_url):
+    page, log = tab
+    page.goto(studio_url)
+    page.wait_for_selector('#tree a[data-task="rte"]', state="attached")  # in its cluster, folded
+    choices = page.locator("#collection-filter option").all_inner_texts()
+    assert page.locator("#collection-filter").is_visible() and choices == ["all collections", "dialog (1)", "flan2021 (1)"]
+    page.select_option("#collection-filter", "dialog")
+    page.locator('#tree a[data-task="echo_title"]').wait_for()
+    assert page.locator("#tree a").evaluate_all("links => links.map((a) => a.dataset.task)") == ["echo_title"]
+    page.click('#tree a[data-task="echo_title"]')
+    page.wait_for_selector("#templates .template td.inputs")
+    assert page.locator("#task-collection").inner_text() == "dialog"
+    assert "dialog (the spec's collection)" in page.locator("#task-facts").inner_text()
+    screenshot(page, "studio-collections")
+    page.select_option("#collection-filter", "")
+    page.fill("#search", "rte")
+    page.click('#tree a[data-task="rte"]')
+    page.wait_for_function("document.querySelector('#task-name').textContent === 'rte'")
+    assert page.locator("#task-collection").inner_text() == "flan2021"
+    assert "flan2021 (by origin: the spec names none)" in page.locator("#task-facts").inner_text()
+    assert log.errors == []
+
+
 def test_review_a_built_corpus_by_template(tab, studio_url, built_corpus):
     page, log = tab
     page.goto(studio_url + "#/corpus")
     page.fill("#corpus-dir", str(built_corpus))
     page.click("#corpus-form button[type=submit]")
+    assert page.locator('#corpus-summary tr[data-task="rte"] .badge.collection').inner_text() == "flan2021"
     page.click('#corpus-summary tr[data-task="rte"]')
     page.wait_for_selector("#records-table tbody tr")
     page.select_option("#records-template", "rte_03")

@@ -8,6 +8,7 @@ const RENDER_DELAY_MS = 300;
 
 const state = {
   catalog: null,
+  collection: "",     // the task list shows only this collection's tasks ("" every task)
   task: null,         // the task's detail as the server sent it
   templates: [],      // the draft: {id, inputs, targets, inverted, show_options, free_text, filter, origin}
   baseSha: null,      // sha256 of the file text the draft edits
@@ -80,7 +81,22 @@ async function loadCatalog() {
   const problems = $("#catalog-problems");
   problems.hidden = state.catalog.problems.length === 0;
   problems.textContent = "The catalog does not load:\n" + state.catalog.problems.join("\n");
+  drawCollectionFilter();
   drawTree();
+}
+
+// The collection select: every collection of the catalog with its number of tasks, shown when
+// there is more than one to choose from.
+function drawCollectionFilter() {
+  const counts = new Map();
+  for (const cluster of state.catalog.clusters) {
+    for (const t of cluster.tasks) counts.set(t.collection, (counts.get(t.collection) || 0) + 1);
+  }
+  if (!counts.has(state.collection)) state.collection = "";
+  const names = [...counts.keys()].sort();
+  $("#collection-filter").replaceChildren(el("option", { value: "", text: "all collections", selected: state.collection === "" }),
+    ...names.map((name) => el("option", { value: name, text: `${name} (${counts.get(name)})`, selected: name === state.collection })));
+  $("#collection-filter-label").hidden = names.length < 2;
 }
 
 function drawTree() {
@@ -88,14 +104,15 @@ function drawTree() {
   const tree = $("#tree");
   tree.replaceChildren();
   for (const cluster of state.catalog.clusters) {
-    const tasks = cluster.tasks.filter((t) => !query || t.name.includes(query) || t.description.toLowerCase().includes(query));
+    const tasks = cluster.tasks.filter((t) => (!state.collection || t.collection === state.collection)
+      && (!query || t.name.includes(query) || t.description.toLowerCase().includes(query)));
     if (!tasks.length) continue;
-    const open = Boolean(query) || (state.task && state.task.cluster === cluster.name);
+    const open = Boolean(query || state.collection) || (state.task && state.task.cluster === cluster.name);
     tree.append(el("details", { open, "data-cluster": cluster.name },
       el("summary", { title: cluster.description }, cluster.name, " ", el("span", { class: "muted", text: `(${tasks.length})` })),
       tasks.map((t) => el("a", {
         href: `#/task/${t.name}`, "data-task": t.name, class: state.task && state.task.name === t.name ? "current" : "",
-        title: t.description,
+        title: `${t.description} (collection ${t.collection})`,
       }, t.name, " ", el("span", { class: "muted", text: `${t.counts.templates} tpl` })))));
   }
 }
@@ -132,10 +149,12 @@ function drawTaskHead() {
   const t = state.task;
   $("#task-name").textContent = t.name;
   $("#task-cluster").textContent = t.cluster;
+  $("#task-collection").textContent = t.collection;
   $("#task-description").textContent = t.description;
   const source = [t.source.kind, t.source.path, t.source.name].filter(Boolean).join(" ");
   const options = t.options === null ? "none (generative)" : Array.isArray(t.options) ? `${t.options.length}: ${t.options.join(" · ")}` : t.options;
   const facts = [
+    ["collection", `${t.collection} (${t.collection_in_spec ? "the spec's collection" : "by origin: the spec names none"})`],
     ["source", `${source} — splits ${Object.keys(t.source.splits).join(", ")}`],
     ["templates", `${t.counts.templates} (${t.counts.inverted} inverted, ${t.counts.options} showing options)`],
     ["options", options],
@@ -433,10 +452,14 @@ async function openCorpus(dir) {
   $("#corpus-summary").replaceChildren(
     el("p", { class: "muted", text: `${c.root} · flanforge ${c.flanforge_version} · splits ${c.splits.join(", ")} · ${JSON.stringify(c.config)}` }),
     el("table", {},
-      el("thead", {}, el("tr", {}, el("th", { text: "task" }), el("th", { text: "templates" }), columns.map((k) => el("th", { text: k.replace("_", " ") })))),
+      el("thead", {}, el("tr", {}, el("th", { text: "task" }), el("th", { text: "templates" }), columns.map((k) => el("th", { text: k.replace("_", " ") })),
+        el("th", { text: "rate" }))),
       el("tbody", {}, c.tasks.map((t) => el("tr", { class: "task", "data-task": t.name, onclick: () => openRecords(t.name) },
-        el("td", {}, t.name, " ", el("span", { class: "badge", text: t.cluster })), el("td", { text: t.templates }),
-        columns.map((k) => el("td", { text: t.counts[k] ?? 0 })))))));
+        el("td", {}, t.name, " ", el("span", { class: "badge", text: t.cluster }),
+          t.collection ? el("span", { class: "badge collection", text: t.collection }) : null),
+        el("td", { text: t.templates }),
+        columns.map((k) => el("td", { text: t.counts[k] ?? 0 })),
+        el("td", { class: "rate", text: t.rate ? t.rate.toPrecision(4) : "–" }))))));
 }
 
 async function openRecords(task, keep = false) {
@@ -486,6 +509,7 @@ async function route() {
 
 function wire() {
   $("#search").addEventListener("input", drawTree);
+  $("#collection-filter").addEventListener("change", (e) => { state.collection = e.target.value; drawTree(); });
   $("#rows-source").addEventListener("change", (e) => { state.rows = e.target.value; state.offset = 0; renderNow(); });
   $("#prev-page").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); renderNow(); });
   $("#next-page").addEventListener("click", () => { state.offset += state.limit; renderNow(); });
