@@ -123,7 +123,10 @@ def assemble_manifest(
     fingerprints: Mapping[str, str] | None = None,
     reused: frozenset[str] = frozenset(),
     samples: Iterable[dict[str, Any]] = (),
+    file_metadata: Mapping[str, dict[str, Any]] | None = None,
 ) -> Manifest:
+    """`file_metadata`: task -> what its source file says of it (an NIv2 task file's categories,
+    languages, ...), added to the task's `metadata`."""
     per_task: dict[str, dict[str, int]] = {}
     by_split: dict[str, dict[str, int]] = {}
     counts = list(counts)
@@ -146,7 +149,7 @@ def assemble_manifest(
             mixing_weight=weights[t.name],
             fingerprint=(fingerprints or {}).get(t.name, ""),
             from_cache=t.name in reused,
-            metadata=task_metadata(t),
+            metadata={**task_metadata(t), **(file_metadata or {}).get(t.name, {})},
             collection=t.collection,
             rate=rates.get(t.name, 0.0),
         )
@@ -194,14 +197,16 @@ class WriteManifest(beam.PTransform):
         self._reused = reused
 
     def expand(self, inputs: tuple[beam.PCollection, ...]) -> beam.PCollection:
-        """(shard infos, counts, dead-letter infos[, near-duplicate sample file infos])."""
+        """(shard infos, counts, dead-letter infos[, near-duplicate sample file infos[, (task,
+        metadata) read from the task's source file]])."""
         shards, counts, dead, *rest = inputs
         samples = rest[0] if rest else shards.pipeline | "NoSamples" >> beam.Create([])
+        metadata = rest[1] if len(rest) > 1 else shards.pipeline | "NoFileMetadata" >> beam.Create([])
         config, tasks, excluded, root = self._config, self._tasks, self._excluded, self._root
         fingerprints, reused = self._fingerprints, self._reused
 
-        def write(_: Any, shard_list: list, count_list: list, dead_list: list, sample_list: list) -> Iterator[str]:
-            manifest = assemble_manifest(config, tasks, excluded, count_list, shard_list, dead_list, fingerprints, reused, sample_list)
+        def write(_: Any, shard_list: list, count_list: list, dead_list: list, sample_list: list, metadata: dict) -> Iterator[str]:
+            manifest = assemble_manifest(config, tasks, excluded, count_list, shard_list, dead_list, fingerprints, reused, sample_list, metadata)
             errors = accounting_errors(manifest.tasks)
             if errors:
                 raise AccountingError("rows unaccounted for; not publishing:\n" + "\n".join(errors))
@@ -222,5 +227,6 @@ class WriteManifest(beam.PTransform):
                 count_list=beam.pvalue.AsList(counts),
                 dead_list=beam.pvalue.AsList(dead),
                 sample_list=beam.pvalue.AsList(samples),
+                metadata=beam.pvalue.AsDict(metadata),
             )
         )

@@ -31,7 +31,7 @@ from flanforge.beam_pipelines.near_dedup import LOSERS, NearDuplicates
 from flanforge.beam_pipelines.publish import Publish, staging_root
 from flanforge.beam_pipelines.render import RenderSettings
 from flanforge.beam_pipelines.shards import REMOVAL_REASONS, WriteShards
-from flanforge.beam_pipelines.sources import SourceShard
+from flanforge.beam_pipelines.sources import KINDS, SourceShard
 from flanforge.beam_pipelines.transforms import SHARD_FILES, SKETCHES, SUMMARIES, ExemplarPools, RenderJob, RenderShards
 
 
@@ -139,6 +139,23 @@ def _examples_to_remove(
     return removed, samples
 
 
+def _file_metadata(p: beam.Pipeline, plan: BuildPlan) -> beam.PCollection:
+    """(task, metadata) of every task that is one source file whose kind describes its task (an
+    NIv2 task file's categories and languages), read on a worker: the launcher never opens them."""
+    files: dict[str, SourceShard] = {}
+    for task, shards in sorted(plan.shards.items()):
+        for s in shards:
+            if KINDS[s.kind].file_metadata is not None:
+                files.setdefault(task, s)
+    if not files:
+        return p | "NoFileMetadata" >> beam.Create([])
+    return (
+        p
+        | "TaskFiles" >> beam.Create(sorted((task, s.kind, s.location) for task, s in files.items()))
+        | "ReadTaskFileMetadata" >> beam.MapTuple(lambda task, kind, location: (task, KINDS[kind].file_metadata(location)))
+    )
+
+
 def build_pipeline(
     p: beam.Pipeline, config: BuildConfig, plan: BuildPlan, cache: CachePlan, progress_dir: str | None = None
 ) -> beam.PCollection:
@@ -189,7 +206,7 @@ def build_pipeline(
 
     dead = tuple(streams.dead) | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteDeadLetters(staging)
     counts = (*streams.counts, written[COUNTS]) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
-    staged = (written["shards"], counts, dead, samples) | "WriteManifest" >> WriteManifest(
+    staged = (written["shards"], counts, dead, samples, _file_metadata(p, plan)) | "WriteManifest" >> WriteManifest(
         config, plan.tasks, plan.excluded_clusters, cache.fingerprints, cache.reused_tasks, root=staging
     )
     return staged | "Publish" >> Publish(output)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from flanforge.beam_pipelines.catalog import TaskSpec
 from flanforge.beam_pipelines.sources import aligned, delimited, hub, jsonl, niv2, parquet, samples, tfrecord
@@ -33,6 +33,8 @@ class SourceKind:
     # Every file is a task of its own, named from the file's path (an NIv2 task file holds one
     # task): the build makes one task per file of the spec (sources.tasks_per_file).
     file_task: Callable[[str], str] | None = None
+    # That task's metadata for the manifest (TaskEntry.metadata), read from its file on a worker.
+    file_metadata: Callable[[str], dict[str, Any]] | None = None
 
 
 KINDS: dict[str, SourceKind] = {
@@ -45,7 +47,7 @@ KINDS: dict[str, SourceKind] = {
     "hf": SourceKind(hub.read, plan_split=hub.plan_hub),
     "hf_disk": SourceKind(hub.read, plan_split=hub.plan_disk),
     "aligned": SourceKind(aligned.read, plan_split=aligned.plan),
-    "niv2": SourceKind(niv2.read, niv2.plan_file, claims_spec_files=True, file_task=niv2.task_name),
+    "niv2": SourceKind(niv2.read, niv2.plan_file, claims_spec_files=True, file_task=niv2.task_name, file_metadata=niv2.task_file_metadata),
     "samples": SourceKind(samples.read, plan_split=samples.plan),
 }
 FILE_KINDS = sorted(k for k, kind in KINDS.items() if kind.plan_file)

@@ -132,18 +132,36 @@ def task_name(path: str) -> str:
     return name
 
 
-def read(shard: SourceShard) -> Iterator[RawRow]:
-    """Rows of the instances in file order; positions are instance indices (`Instances[i]`)."""
-    with open_text_bytes(shard.location) as f:
+def _load(location: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parsed file and its task-level fields; ValueError says why it is not a task file."""
+    with open_text_bytes(location) as f:
         data = f.read(MAX_TASK_FILE_BYTES + 1)
     if len(data) > MAX_TASK_FILE_BYTES:
-        yield RawRow(-1, None, f"not read: {_TOO_LARGE}")
-        return
+        raise ValueError(f"not read: {_TOO_LARGE}")
     try:
         doc = parse_json_line(data)
-        fields = task_fields(doc, task_name(shard.location))
+        return doc, task_fields(doc, task_name(location))
     except (ValueError, RecursionError) as e:  # JSON and decoding errors are ValueErrors
-        yield RawRow(-1, None, f"not an NIv2 task file: {str(e)[:200]}")
+        raise ValueError(f"not an NIv2 task file: {str(e)[:200]}") from None
+
+
+def task_file_metadata(location: str) -> dict[str, Any]:
+    """What the manifest records of the task a file holds: {"niv2": {task_name, categories, source,
+    domains, reasoning, *_language, instance_license}}. {} for a file that is not a task file: its
+    read already reports that, as a dead letter."""
+    try:
+        _, fields = _load(location)
+    except ValueError:
+        return {}
+    return {"niv2": {"task_name": fields["task_name"], **{name: fields[name] for name in METADATA_KEYS.values()}}}
+
+
+def read(shard: SourceShard) -> Iterator[RawRow]:
+    """Rows of the instances in file order; positions are instance indices (`Instances[i]`)."""
+    try:
+        doc, fields = _load(shard.location)
+    except ValueError as e:
+        yield RawRow(-1, None, str(e))
         return
     instances = doc["Instances"]
     problems = [instance_problem(x) for x in instances]

@@ -143,6 +143,9 @@ def test_a_file_that_is_not_a_task_file_is_refused_naming_it(spec, tmp_path):
     assert [(p.where, p.error) for p in problems] == [
         ("no_instances.json", "not an NIv2 task file: no 'Instances' key (has 'Definition', 'Positive Examples')")
     ]
+    # its metadata is nothing (the dead letter above is what the build reports), a real file's is its own
+    assert niv2.task_file_metadata(str(cut)) == {} and niv2.task_file_metadata(str(missing)) == {}
+    assert niv2.task_file_metadata(str(KITCHEN))["niv2"]["task_name"] == KITCHEN.stem
 
 
 def test_a_bad_instance_is_a_dead_letter_the_others_are_read(spec, tmp_path):
@@ -203,6 +206,11 @@ def test_the_bundled_spec_builds_a_task_per_real_task_file_with_balanced_account
         assert counts["read"] == n and counts["read_errors"] == 0 and counts["failed"] == 0
         assert counts["template_applications"] == n * 6
         assert m.tasks[task].collection == "niv2" and m.tasks[task].mixing_weight == m.tasks[task].written_by_split["train"]
+    # each task's metadata in the manifest, from its file
+    raw = json.loads(FOOD.read_text(encoding="utf-8"))
+    food = m.tasks["niv2_task1193_food_course_classification"].metadata["niv2"]
+    assert food["task_name"] == FOOD.stem and food["categories"] == raw["Categories"] and food["source"] == raw["Source"]
+    assert food["input_language"] == raw["Input_language"] and food["instance_license"] == raw["Instance License"]
     # the two options templates skip the tasks without a label set
     assert {t: e.counts["skipped"] for t, e in m.tasks.items()} == {t: 0 if "food" in t else 2 * n for t, n in rows.items()}
     table = pq.read_table(out / "parquet").to_pylist()
