@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--template", metavar="ID", help="only this template (default: all)")
     p.add_argument("-n", type=int, default=3, metavar="N", help="number of sample rows (default: 3)")
     p.add_argument("--templates", metavar="DIR", help="templates directory (default: the bundled catalog)")
+    p.add_argument(
+        "--source", metavar="PATH[#OPTIONS]",
+        help="render the first N rows of this file (or glob) instead of the spec's sample rows, read as "
+             "`build --source TASK=PATH` reads it: e.g. an imported promptsource task, which has no samples",
+    )
 
     i = sub.add_parser("import", help="turn another prompt collection into task specs (docs/PROMPTSOURCE.md)")
     i.add_argument("collection", choices=["promptsource"], help="the collection's format")
@@ -125,7 +130,7 @@ def _run(argv: list[str] | None) -> int:
         if args.command == "preview":
             from flanforge.beam_pipelines.validate import run_preview
 
-            return run_preview(args.templates, args.task, args.template, args.n, sys.stdout)
+            return run_preview(args.templates, args.task, args.template, args.n, sys.stdout, source=args.source)
         if args.command == "stats":
             from flanforge.beam_pipelines.stats.command import run_stats
 

@@ -1,7 +1,7 @@
 """`flanforge validate` and `flanforge preview`: check and show the catalog without running Beam."""
 from __future__ import annotations
 
-from typing import TextIO
+from typing import Any, Mapping, TextIO
 
 from flanforge.beam_pipelines.catalog import Catalog, SpecError, TaskSpec, load_catalog
 from flanforge.beam_pipelines.render import CompiledTask, RenderError, RowError, iter_sample_problems
@@ -43,7 +43,26 @@ def run_validate(templates_dir: str | None, out: TextIO) -> int:
     return 0
 
 
-def run_preview(templates_dir: str | None, task: str, template: str | None, n: int, out: TextIO) -> int:
+def preview_rows(spec: TaskSpec, source: str, n: int) -> list[Mapping[str, Any]]:
+    """The first `n` readable rows of `source` (PATH[#OPTIONS], as `build --source` takes it), in
+    read order; a source that cannot be read is a SpecError naming it."""
+    from flanforge.beam_pipelines.sources import SourceError, SourceRow, plan_reads, read_shard
+
+    rows: list[Mapping[str, Any]] = []
+    try:
+        for shard in plan_reads(spec, demo=False, overrides={"train": source}):
+            for item in read_shard(shard):
+                if isinstance(item, SourceRow):
+                    rows.append(item.row)
+                if len(rows) == n:
+                    return rows
+    except SourceError as e:
+        raise SpecError([str(e)]) from None
+    return rows
+
+
+def run_preview(templates_dir: str | None, task: str, template: str | None, n: int, out: TextIO, source: str | None = None) -> int:
+    """Render a task's sample rows (or, with `source`, a file's first rows) through its templates."""
     catalog = load_catalog(templates_dir)
     if task not in catalog.tasks:
         raise SpecError([f"unknown task {task!r}; known: {', '.join(sorted(catalog.tasks))}"])
@@ -52,17 +71,24 @@ def run_preview(templates_dir: str | None, task: str, template: str | None, n: i
     if template is not None and template not in ids:
         raise SpecError([f"task {task} has no template {template!r}; it has {', '.join(ids)}"])
     indices = [ids.index(template)] if template else list(range(len(ids)))
-    for row_number, raw in enumerate(compiled.spec.samples[:n], start=1):
+    rows = preview_rows(compiled.spec, source, n) if source else list(compiled.spec.samples[:n])
+    if not rows:
+        print(f"task {task} has no sample rows" if not source else f"{source}: no readable rows", file=out)
+        if not source:
+            print(f"show it on the rows of a file: flanforge preview {task} --source PATH", file=out)
+        return 0
+    label = "row" if source else "sample"
+    for row_number, raw in enumerate(rows, start=1):
         try:
             variables = compiled.prepare(raw)
         except RowError as e:
-            print(f"=== sample #{row_number}: cannot prepare: {e}\n", file=out)
+            print(f"=== {label} #{row_number}: cannot prepare: {e}\n", file=out)
             continue
         if variables is None:
-            print(f"=== sample #{row_number}: dropped by the spec's filters\n", file=out)
+            print(f"=== {label} #{row_number}: dropped by the spec's filters\n", file=out)
             continue
         for i in indices:
-            header = f"=== sample #{row_number} · template {ids[i]}"
+            header = f"=== {label} #{row_number} · template {ids[i]}"
             try:
                 r = compiled.render(variables, i)
             except RenderError as e:

@@ -1,5 +1,7 @@
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -33,6 +35,22 @@ def test_preview_shows_inputs_targets_and_options(templates_dir, capsys):
     out = capsys.readouterr().out
     assert "template rte_02 · zero_shot" in out and "OPTIONS:\n- yes\n- no" in out and "--- targets\nno" in out
     assert main(["preview", "nope", "--templates", str(templates_dir)]) == 2
+
+
+def test_preview_renders_a_files_first_rows_for_a_task_without_samples(capsys):
+    """An imported promptsource task has no sample rows: preview says how to show it, and does on a file's rows."""
+    data = Path(__file__).resolve().parents[1] / "data" / "promptsource"
+    args = ["preview", "p3_super_glue_rte", "--templates", str(data / "templates"), "-n", "2", "--template", "can_we_infer"]
+    assert main(args) == 0
+    assert "has no sample rows" in capsys.readouterr().out
+    rows = data / "rows" / "super_glue_rte.jsonl"
+    assert main([*args, "--source", str(rows)]) == 0
+    out = capsys.readouterr().out
+    first = json.loads(rows.read_text().splitlines()[0])
+    assert out.count("=== row #") == 2 and "=== row #1 · template can_we_infer · zero_shot" in out
+    assert f'{first["premise"]} Can we infer that "{first["hypothesis"]}"? Yes or no?' in out
+    assert main([*args, "--source", str(data / "missing.jsonl")]) == 2
+    assert "missing.jsonl' matched no files" in capsys.readouterr().err
 
 
 def test_console_script_is_installed():
