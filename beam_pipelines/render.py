@@ -128,6 +128,7 @@ class CompiledTemplate:
         self._context = _ContextMaker(env, compiled.template, name)
         self.variables = compiled.variables
         self._budgeted = compiled.budgeted  # loops, calls or growing operations: deadline and allowances apply
+        self.draws = compiled.draws  # picks with `random`: its render needs the row's SeededDraws
         self.budget_s = budget_s
 
     def render(self, variables: Mapping[str, Any], max_chars: int = MAX_OUTPUT_CHARS) -> str:
@@ -426,13 +427,16 @@ class CompiledTask:
         self, variables: Mapping[str, Any], template_index: int, show_options: bool | None = None, *, seed: int = 0, example_id: str = ""
     ) -> Rendered:
         """Render one prepared row through one template (`show_options` None: as the template says).
-        `seed` and `example_id` seed promptsource's `choice` filter (with the task and template)."""
+        `seed` and `example_id` seed the `random` and promptsource's `choice` filters (with the task
+        and template)."""
         prompt = self._prompts[template_index]
         if prompt is not None:
             spec = self.spec.templates[template_index]
             return self._render_prompt(spec, prompt, variables, SeededDraws(seeded_hash(seed, self.spec.name, example_id, spec.id)))
         spec, compiled_inputs, compiled_targets = self._templates[template_index]
         assert compiled_inputs is not None and compiled_targets is not None
+        if compiled_inputs.draws or compiled_targets.draws:  # seeded like a prompt's `choice`; only such templates pay for it
+            variables = {**variables, DRAWS_VARIABLE: SeededDraws(seeded_hash(seed, self.spec.name, example_id, spec.id))}
         texts = []
         for field_name, compiled in (("inputs", compiled_inputs), ("targets", compiled_targets)):
             try:

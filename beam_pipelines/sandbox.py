@@ -14,8 +14,9 @@ nested `range` loops hang a worker or allocate gigabytes, some of them already a
 - calls (`call`): the growing string methods (`center`, `ljust`, `rjust`, `zfill`, `expandtabs`,
   `replace`, `join`, `translate`, `format`, `format_map`, `int.to_bytes`) are checked the same
   way before they run; every call checks the render's deadline;
-- filters and globals: bounded versions of every Jinja filter that can grow its input, a bounded
-  `lipsum`, a counted `range`, no `urlize`;
+- filters and globals: bounded versions of every Jinja filter that can grow its input, a counted
+  `range`, no `urlize`; `random` picks by the render's seeded draws (as promptsource's `choice`)
+  and `lipsum` (random text) is refused, so that every render is reproducible;
 - the code generator (`code_generator_class`): every `for` loop counts its iterations against
   MAX_LOOP_ITERATIONS and checks the deadline; `~` goes through a bounded join; list, tuple and dict
   literals are weighed; filter results and slices are metered; no constant folding
@@ -57,7 +58,7 @@ from jinja2.meta import TrackingCodeGenerator
 from jinja2.parser import Parser
 from jinja2.runtime import LoopContext, markup_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter, safe_range
-from jinja2.utils import Namespace, generate_lorem_ipsum
+from jinja2.utils import Namespace
 from markupsafe import EscapeFormatter, Markup
 
 from flanforge.beam_pipelines.hashing import seeded_hash
@@ -74,7 +75,6 @@ MAX_CONTAINER_WEIGHT = 1_000_000  # items of a list/tuple/dict built by a templa
 MAX_LOOP_ITERATIONS = 1_000_000  # loop iterations in one render, all loops together
 MAX_RENDER_ALLOCATION = 10_000_000  # characters of text (and ITEM_UNITS per list item) one render may build, all operations together
 ITEM_UNITS = 8  # a list, tuple, dict or set item counts as 8 characters: its reference, and often a new object behind it
-MAX_LIPSUM_WORDS = 10_000  # lipsum(n, max=...): n * max
 MAX_FORMAT_WIDTH = MAX_RESULT_CHARS  # sum of the widths and precisions of one %-format or str.format
 RENDER_TIME_BUDGET_S = 1.0  # wall-clock time of one template render or expression evaluation
 MAX_SOURCE_CHARS = 100_000  # a template or expression source
@@ -804,17 +804,32 @@ class SeededDraws:
         return pick
 
 
-@jinja2.pass_context
-def seeded_choice(context: Any, seq: Any) -> Any:
-    """promptsource's `choice` (one item of a sequence, random.choice in promptsource), seeded."""
-    draws = context.get(DRAWS_VARIABLE)
-    if draws is None:
-        raise SandboxRefusal("filter choice: this render has no seed (render it through render.CompiledTask)")
-    if not hasattr(seq, "__getitem__") or not hasattr(seq, "__len__"):
-        raise TypeError(f"filter choice needs a list, got {type(seq).__name__}")
-    if len(seq) == 0:
-        raise IndexError("filter choice: cannot choose from an empty sequence")
-    return seq[draws.index(len(seq))]
+def _seeded_pick(name: str) -> Callable[..., Any]:
+    """A filter picking one item of a sequence by the render's SeededDraws: promptsource's
+    `choice` (random.choice there) and Jinja's own `random` (which reads Python's global random
+    state, so a build using it would not be reproducible)."""
+
+    @jinja2.pass_context
+    def pick(context: Any, seq: Any) -> Any:
+        draws = context.get(DRAWS_VARIABLE)
+        if draws is None:
+            raise SandboxRefusal(f"filter {name}: this render has no seed (a spec expression cannot draw; use it in a template)")
+        if not hasattr(seq, "__getitem__") or not hasattr(seq, "__len__"):
+            raise TypeError(f"filter {name} needs a list, got {type(seq).__name__}")
+        if len(seq) == 0:
+            raise IndexError(f"filter {name}: cannot choose from an empty sequence")
+        return seq[draws.index(len(seq))]
+
+    return pick
+
+
+seeded_choice = _seeded_pick("choice")
+DRAWING_FILTERS = frozenset({"choice", "random"})  # a template using one gets a SeededDraws per render
+
+
+def draws(ast: nodes.Node) -> bool:
+    """Whether a template picks with a seeded filter, so its render needs a SeededDraws."""
+    return any(f.name in DRAWING_FILTERS for f in ast.find_all(nodes.Filter))
 
 
 def most_frequent(items: Any) -> list[Any] | None:
@@ -839,13 +854,10 @@ def bounded_range(*args: int) -> range:
     return made
 
 
-def bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002 (Jinja's names)
-    """Jinja's `lipsum` with n * max (the most words it can write) at most MAX_LIPSUM_WORDS."""
-    if not (isinstance(n, int) and isinstance(max, int)):
-        raise TypeError("lipsum: n and max must be integers")
-    if n > 0 and max > 0 and n * max > MAX_LIPSUM_WORDS:
-        raise TemplateLimitError(f"lipsum({n}, max={max}) could write {n * max} words; the sandbox's limit is {MAX_LIPSUM_WORDS}")
-    return generate_lorem_ipsum(n, html, min, max)
+def refused_lipsum(*args: Any, **kwargs: Any) -> str:
+    """Jinja's `lipsum` writes random text from Python's global random state: a build that used it
+    could not be reproduced, so the sandbox refuses it (a template needing filler text writes it)."""
+    raise SandboxRefusal("lipsum writes random text, which would make the build non-reproducible; write the text in the template")
 
 
 # --- string methods reached through calls -----------------------------------------------------------
@@ -1222,7 +1234,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         options["optimized"] = False  # no constant folding: nothing a template says runs while it compiles
         super().__init__(**options)
         self.binop_table = {**self.binop_table, "*": _mul, "**": _pow, "%": _mod, "+": _add}
-        self.globals["lipsum"] = bounded_lipsum
+        self.globals["lipsum"] = refused_lipsum
+        self.filters["random"] = _seeded_pick("random")
         self.globals["range"] = bounded_range
         self.filters.update(_bounded_filters())
         del self.filters["urlize"]  # HTML only; its growth depends on arguments in ways not worth bounding
@@ -1353,6 +1366,7 @@ class Compiled(NamedTuple):
     template: jinja2.Template
     variables: frozenset[str]
     budgeted: bool
+    draws: bool = False  # picks with `random`/`choice`: each render needs a SeededDraws in its context
 
 
 def compile_template(env: jinja2.Environment, source: str) -> Compiled:
@@ -1362,7 +1376,7 @@ def compile_template(env: jinja2.Environment, source: str) -> Compiled:
         check_source(env, source)
         ast = env.parse(source)
         variables = undeclared_variables(ast)
-        return Compiled(env.from_string(ast), variables, needs_budget(ast))
+        return Compiled(env.from_string(ast), variables, needs_budget(ast), draws(ast))
     except TemplateSyntaxError:
         raise
     except _COMPILE_FAILURES as e:

@@ -78,6 +78,24 @@ def test_sandbox_blocks_code_and_files(source):
         t.render(t.prepare({"a": "x", "label": 0}), 0)
 
 
+def test_random_is_seeded_per_row_and_lipsum_refused():
+    """Jinja's `random` reads Python's global random state; here it picks by the build seed, task,
+    example and template, so the same inputs render the same text on every run and worker."""
+    verbs = ["Say", "Tell", "Write", "Give", "Show", "Answer", "Decide", "Judge"]
+    t = task([{"id": "t_01", "inputs": "{{ %r | random }}: {{ a }}" % verbs, "targets": "{{ answer }}"}])
+    v = t.prepare({"a": "x", "label": 0})
+    picks = {(seed, ex): t.render(v, 0, seed=seed, example_id=ex).inputs for seed in range(4) for ex in ("e1", "e2", "e3")}
+    again = {(seed, ex): t.render(v, 0, seed=seed, example_id=ex).inputs for seed in range(4) for ex in ("e1", "e2", "e3")}
+    assert picks == again and len(set(picks.values())) > 2 and all(p.split(":")[0] in verbs for p in picks.values())
+    # a spec expression has no row seed to draw with: refused, not random
+    derived = task([{"id": "t_01", "inputs": "{{ w }}", "targets": "{{ answer }}"}], derived={"w": "['a', 'b'] | random"})
+    with pytest.raises(RowError, match=r"filter random: this render has no seed"):
+        derived.prepare({"a": "x", "label": 0})
+    lipsum = task([{"id": "t_01", "inputs": "{{ lipsum(1) }}", "targets": "{{ answer }}"}])
+    with pytest.raises(RenderError, match=r"template t_01 field inputs: lipsum writes random text"):
+        lipsum.render(v, 0)
+
+
 def test_output_length_is_bounded():
     t = CompiledTask(parse_task_spec({**BASE, "templates": [{"id": "t_01", "inputs": "{% for i in range(5000) %}{{ a }}{% endfor %}", "targets": "{{ answer }}"}]}, "t.yaml"), max_chars=1000)
     with pytest.raises(RenderError, match="longer than 1000"):
