@@ -77,7 +77,7 @@ MAX_RENDER_ALLOCATION = 10_000_000  # characters of text (and ITEM_UNITS per lis
 ITEM_UNITS = 8  # a list, tuple, dict or set item counts as 8 characters: its reference, and often a new object behind it
 MAX_FORMAT_WIDTH = MAX_RESULT_CHARS  # sum of the widths and precisions of one %-format or str.format
 RENDER_TIME_BUDGET_S = 1.0  # wall-clock time of one template render or expression evaluation
-MAX_SOURCE_CHARS = 100_000  # a template or expression source
+MAX_SOURCE_CHARS = 20_000  # a template or expression source: 7x the longest real prompt (promptsource's, 2,849); compile time grows with it
 MAX_BRACKET_DEPTH = 20  # ( [ { nested in a template or expression
 MAX_TREE_DEPTH = 64  # nested nodes of the parsed template (chains of operators, filters, blocks)
 

@@ -273,7 +273,7 @@ COMPILE_BOMBS = {
     "nested_ifs": ("{% if field %}" * 80 + "{% endif %}" * 80, r"line \d+: the template nests \d+ levels deep"),
     "nested_loops": ("{% for x in field %}" * 25 + "{% endfor %}" * 25, r"nested too deeply to compile \(too many statically nested blocks\)"),
     "integer_literal": ("{{ " + "9" * 5000 + " }}", r"line 1: an integer literal of 5000 digits; the sandbox's limit is 4300"),
-    "huge_source": ("{{ field }}" + "x" * 200_000, r"the source is 200011 characters long; the sandbox's limit is 100000"),
+    "huge_source": ("{{ field }}" + "x" * 200_000, r"the source is 200011 characters long; the sandbox's limit is 20000"),
 }
 
 
