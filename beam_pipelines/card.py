@@ -8,7 +8,7 @@ It is derived from the manifest alone, so it is as deterministic as the shards.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 import yaml
 
@@ -23,6 +23,19 @@ CARD_FORMATS = ("parquet", "jsonl")  # what `datasets` reads, in order of prefer
 def _data_files(fmt: str, splits: list[str], cluster: str = "*") -> list[dict[str, str]]:
     ext = "parquet" if fmt == "parquet" else "jsonl"
     return [{"split": split, "path": f"{fmt}/{split}/{cluster}/*.{ext}"} for split in splits]
+
+
+def built_with(settings: Mapping[str, Any] | None) -> str:
+    """A collection's render settings in a few words (`-` for a manifest older than them)."""
+    if not settings:
+        return "-"
+    cap = settings.get("max_examples_per_task")
+    shots = settings.get("few_shot") or 0
+    return ", ".join([
+        f"templates {settings.get('template_mode')}", "uncapped" if cap is None else f"at most {cap} per task",
+        "options also hidden" if settings.get("options_variants") == "both" else "options as templated",
+        f"zero-shot and {shots}-shot" if shots else "zero-shot",
+    ])
 
 
 def dataset_card(manifest: Manifest, tasks: Iterable[TaskSpec], formats: Iterable[str]) -> str:
@@ -78,10 +91,11 @@ def dataset_card(manifest: Manifest, tasks: Iterable[TaskSpec], formats: Iterabl
         "A task's share of training (`rate`) is its collection's share, split among the collection's tasks",
         "in proportion to their mixing weights (docs/COLLECTIONS.md in flanforge).",
         "",
-        "| collection | weight | rate | tasks | written | train |",
-        "|---|---|---|---|---|---|",
+        "| collection | weight | rate | tasks | written | train | built with |",
+        "|---|---|---|---|---|---|---|",
         *[
-            f"| {name} | {'-' if c['weight'] is None else format(c['weight'], 'g')} | {c['rate']:.4f} | {c['tasks']} | {c['written']} | {c['train']} |"
+            f"| {name} | {'-' if c['weight'] is None else format(c['weight'], 'g')} | {c['rate']:.4f} | {c['tasks']} | {c['written']} | {c['train']} "
+            f"| {built_with(c.get('settings'))} |"
             for name, c in manifest.collections.items()
         ],
         "",

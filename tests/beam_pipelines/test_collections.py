@@ -128,6 +128,9 @@ def test_a_collection_sets_its_own_caps_few_shot_and_options_variants(tmp_path):
     assert m.config["collections"]["flan2021"] == {"weight": 1, "mixing_rate_cap": None, "max_examples_per_task": None, "options_variants": "both"}
     assert m.collections["flan2021"]["settings"] == {"template_mode": "all", "max_examples_per_task": None, "options_variants": "both", "few_shot": 0}
     assert m.collections["p3"]["settings"] == {"template_mode": "all", "max_examples_per_task": 8, "options_variants": "template", "few_shot": 1}
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| templates all, uncapped, options also hidden, zero-shot |" in card
+    assert "| templates all, at most 8 per task, options as templated, zero-shot and 1-shot |" in card
 
 
 def test_a_collection_setting_the_build_would_refuse_is_refused_naming_the_collection(tmp_path):
