@@ -141,7 +141,8 @@ def _examples_to_remove(
 
 def _file_metadata(p: beam.Pipeline, plan: BuildPlan) -> beam.PCollection:
     """(task, metadata) of every task that is one source file whose kind describes its task (an
-    NIv2 task file's categories and languages), read on a worker: the launcher never opens them."""
+    NIv2 task file's categories and languages), parsed on a worker: the launcher only lists the
+    files (and peeks at their first byte)."""
     files: dict[str, SourceShard] = {}
     for task, shards in sorted(plan.shards.items()):
         for s in shards:
