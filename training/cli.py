@@ -18,7 +18,8 @@ from flanforge.training.errors import TrainingInputError
 TRAIN_DESCRIPTION = """\
 Train a model on a flanforge build (Parquet shards through pyarrow, or TFRecord through tf.data).
 
-Tasks are mixed examples-proportionally (rate = min(examples, --rate-cap), optionally tempered),
+Tasks are mixed as the build recorded them (each task's manifest rate: its collection's weight
+shared examples-proportionally, each task's weight capped by the build), optionally tempered;
 held-out clusters never reach a training batch, and checkpoints record the model, the optimizer
 and the exact data position, so --resume continues with the very next batch.
 The Keras backend is chosen the Keras way: KERAS_BACKEND=jax|tensorflow|torch.
@@ -80,8 +81,9 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixing", choices=("examples_proportional", "equal"), default="examples_proportional",
                    help="task mixing; a manifest mixing_weight overrides the computed rate, and a recipe's collection "
                         "weights are kept (docs/COLLECTIONS.md) (default: examples_proportional)")
-    p.add_argument("--rate-cap", type=_optional_int, default=3000, metavar="N",
-                   help="examples-proportional cap per task, FLAN's K; 'none' for no cap (default: 3000)")
+    p.add_argument("--rate-cap", type=_optional_int, default=None, metavar="N",
+                   help="also bound each task's mixing weight by N (FLAN's K was 3000); by default the build's "
+                        "weights are used as recorded, so the run mixes at the manifest's rates (default: none)")
     p.add_argument("--temperature", type=float, default=1.0, help="mixing temperature: rate ** (1/T) (default: 1.0)")
     p.add_argument("--seed", type=int, default=0, help="seeds model init and data order (default: 0)")
     p.add_argument("--checkpoint-every", type=int, default=500, metavar="N", help="steps between checkpoints (default: 500)")

@@ -159,7 +159,7 @@ def mixture_weights(
     sizes: Mapping[str, int],
     *,
     method: str = "examples_proportional",
-    rate_cap: int | None = 3000,
+    rate_cap: int | None = None,
     temperature: float = 1.0,
     explicit: Mapping[str, float] | None = None,
     collection_of: Mapping[str, str] | None = None,
@@ -167,8 +167,9 @@ def mixture_weights(
 ) -> dict[str, float]:
     """Sampling probability per task.
 
-    examples_proportional (FLAN): rate = min(n, rate_cap) so a huge task cannot swamp the rest,
-    or the manifest's `mixing_weight` where the build set one; with `collection_weights` (a
+    examples_proportional (FLAN): the manifest's `mixing_weight` where the build set one (already
+    min(n, the build's cap)), else n, each also bounded by `rate_cap` when given, so a huge task
+    cannot swamp the rest; with `collection_weights` (a
     recipe's `collections:`, from manifest_collections) each collection then gets its weight,
     shared by its tasks in proportion to those rates (schemas.manifest.mixing_rates, the function
     the build recorded each task's `rate` with); then rate ** (1 / temperature), normalised.

@@ -62,7 +62,7 @@ class TrainConfig(ModelSettings):
     steps: int = 1000
     learning_rate: float = 1e-4
     mixing: str = "examples_proportional"
-    rate_cap: int | None = 3000
+    rate_cap: int | None = None  # None: the build's mixing weights as recorded (the manifest's rates)
     temperature: float = 1.0
     seed: int = 0
     checkpoint_every: int = 500

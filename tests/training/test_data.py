@@ -79,9 +79,11 @@ def test_mixture_weights_cap_temperature_and_explicit() -> None:
     hot = mixture_weights(sizes, rate_cap=3000, temperature=2.0)
     assert hot["small"] / hot["big"] == pytest.approx((1000 / 3000) ** 0.5)
     assert mixture_weights(sizes, rate_cap=None)["big"] == pytest.approx(100_000 / 104_000)
-    assert mixture_weights(sizes, explicit={"small": 2000.0})["small"] == pytest.approx(2000 / 8000)
-    # the build's weight is still bounded by this run's rate cap
-    assert mixture_weights(sizes, explicit={"small": 6000.0})["small"] == pytest.approx(1 / 3)
+    assert mixture_weights(sizes, rate_cap=3000, explicit={"small": 2000.0})["small"] == pytest.approx(2000 / 8000)
+    # the build's weight is still bounded by this run's rate cap, when one is given
+    assert mixture_weights(sizes, rate_cap=3000, explicit={"small": 6000.0})["small"] == pytest.approx(1 / 3)
+    # by default the build's weights are followed as recorded (and a task without one by its size)
+    assert mixture_weights(sizes, explicit={"big": 3000.0, "mid": 3000.0, "small": 6000.0}) == pytest.approx({"big": 0.25, "mid": 0.25, "small": 0.5})
     assert mixture_weights(sizes, method="equal") == pytest.approx({"big": 1 / 3, "mid": 1 / 3, "small": 1 / 3})
     with pytest.raises(DataError, match="every selected task is empty"):
         mixture_weights({"empty": 0})
