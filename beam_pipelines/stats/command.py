@@ -89,19 +89,16 @@ def summary_lines(stats: CorpusStats, report: str) -> list[str]:
         lines += collection_lines(m.collections)
     tasks = sorted(m.tasks, key=lambda t: (-m.tasks[t].counts.get("written", 0), t))
     lines.append(f"top tasks by records written ({min(TOP_TASKS, len(tasks))} of {len(tasks):,}):")
-    if m.collections:
-        lines += table_lines(
-            ("task", "cluster", "collection", "written", "mixing weight", "rate"),
-            [(t, m.tasks[t].cluster, m.tasks[t].collection, m.tasks[t].counts.get("written", 0), m.tasks[t].mixing_weight,
-              rate_text(m.tasks[t].rate)) for t in tasks[:TOP_TASKS]],
-            text_columns=3,
-        )
-    else:  # a manifest older than collections: no collection, no rate
-        lines += table_lines(
-            ("task", "cluster", "written", "mixing weight"),
-            [(t, m.tasks[t].cluster, m.tasks[t].counts.get("written", 0), m.tasks[t].mixing_weight) for t in tasks[:TOP_TASKS]],
-            text_columns=2,
-        )
+    collections = bool(m.collections)  # a manifest older than collections has no collection, no rate
+    lines += table_lines(
+        ("task", "cluster", *(("collection",) if collections else ()), "written", "mixing weight", *(("rate",) if collections else ())),
+        [
+            (t, e.cluster, *((e.collection,) if collections else ()), e.counts.get("written", 0), e.mixing_weight,
+             *((rate_text(e.rate),) if collections else ()))
+            for t, e in ((t, m.tasks[t]) for t in tasks[:TOP_TASKS])
+        ],
+        text_columns=3 if collections else 2,
+    )
     lines.append("totals: " + ", ".join(f"{name} {stats.totals[name]:,}" for name in stats.counters if name in stats.totals))
     if m.dead_letters:
         lines.append(f"dead letters: {sum(d.rows for d in m.dead_letters):,} rows from {len(m.dead_letters):,} task(s) under {m.uri('dead_letters/')}")
