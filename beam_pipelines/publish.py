@@ -15,7 +15,9 @@ Only when the staged manifest exists does the `Publish` step, the last of the pi
 Each step can be repeated, so a publish that is interrupted is finished by the next build into
 the same output (`recover`): the previous corpus is replaced by a complete new one, never left
 half-swapped. Steps 2-5 take milliseconds locally; on Cloud Storage, as long as copying the
-shards takes.
+shards takes. Shard names repeat from build to build, so there is no single rename that swaps
+every file: a reader that comes between steps 2 and 5 (or after a kill there) finds no root
+manifest and is told that the swap was interrupted and that the next build finishes it.
 """
 from __future__ import annotations
 
@@ -27,11 +29,9 @@ import apache_beam as beam
 from flanforge.beam_pipelines.card import CARD_MARK, CARD_NAME
 from flanforge.beam_pipelines.storage import delete, delete_tree, exists, move, write_bytes
 from flanforge.schemas.files import is_remote, join_path, read_bytes
-from flanforge.schemas.manifest import MANIFEST_FORMAT, MANIFEST_NAME, ManifestError, read_manifest
+from flanforge.schemas.manifest import MANIFEST_FORMAT, MANIFEST_NAME, PUBLISHING_MARK, STAGING_DIR, ManifestError, read_manifest
 from flanforge.schemas.records import FORMATS
 
-STAGING_DIR = ".flanforge_staging"
-PUBLISHING_MARK = "PUBLISHING"
 PUBLISHED_DIRS = (*FORMATS, "dead_letters", "near_duplicates")
 
 

@@ -73,10 +73,6 @@ def delete_tree(path: str) -> None:
         delete([path])
 
 
-
-
-
-
 def move(source: str, destination: str) -> None:
     """Move one file (a rename on local disk; copy then delete on Cloud Storage, which has no rename)."""
     use_emulator_credentials()

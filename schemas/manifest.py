@@ -27,6 +27,10 @@ def _package_version() -> str:
 VERSION = _package_version()  # recorded in every manifest and in the render cache's fingerprints
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "flanforge.manifest"
+# Where a build stages its corpus, and the mark that says its swap into the root has begun
+# (beam_pipelines/publish.py); a reader that finds the mark but no root manifest says so.
+STAGING_DIR = ".flanforge_staging"
+PUBLISHING_MARK = "PUBLISHING"
 MANIFEST_VERSION = 1
 
 # Per-task counters, in the order the data flows. The accounting identity over them is
@@ -282,6 +286,11 @@ def read_manifest(root: str) -> Manifest:
     try:
         raw = read_bytes(uri)
     except FileNotFoundError:
+        if _publish_interrupted(root):
+            raise ManifestError(
+                f"no {MANIFEST_NAME} in {root}: a build was killed while swapping its corpus in; the new corpus is "
+                f"complete under {join_uri(root, STAGING_DIR)}: run the build into {root} again (it finishes the swap first)"
+            ) from None
         raise ManifestError(
             f"no {MANIFEST_NAME} in {root}: not a finished flanforge build "
             "(run `flanforge build --output DIR` first, or point at the build's root directory)"
@@ -291,6 +300,14 @@ def read_manifest(root: str) -> Manifest:
     except json.JSONDecodeError as e:
         raise ManifestError(f"{uri} is not valid JSON: {e}") from e
     return manifest_from_dict(data, root)
+
+
+def _publish_interrupted(root: str) -> bool:
+    try:
+        read_bytes(join_uri(join_uri(root, STAGING_DIR), PUBLISHING_MARK))
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def verify_shards(manifest: Manifest, shards: Iterable[ShardInfo], *, check_sha256: bool = False) -> None:

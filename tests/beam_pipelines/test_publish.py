@@ -17,7 +17,7 @@ from flanforge.beam_pipelines.build import run_build_cli
 from flanforge.beam_pipelines.config import BuildConfig
 from flanforge.beam_pipelines.manifest import assemble_manifest, encode_manifest
 from flanforge.beam_pipelines.publish import PUBLISHING_MARK, STAGING_DIR, output_problem, publish, recover
-from flanforge.schemas.manifest import read_manifest, verify_shards
+from flanforge.schemas.manifest import ManifestError, read_manifest, verify_shards
 
 
 def write_corpus(root: Path, output: str, shards: dict[str, bytes]) -> None:
@@ -56,6 +56,8 @@ def test_an_interrupted_publish_is_finished_by_the_next_build(tmp_path):
     (out / "manifest.json").unlink()
     (out / NEW).parent.mkdir(parents=True, exist_ok=True)
     os.replace(out / STAGING_DIR / NEW, out / NEW)
+    with pytest.raises(ManifestError, match="killed while swapping its corpus in.*run the build into .* again"):
+        read_manifest(str(out))
     assert "finished publishing" in recover(str(out))
     assert sorted(s.path for s in read_manifest(str(out)).shards) == [NEW, "parquet/train/nli/part-00001-of-00002.parquet"]
     assert not (out / STAGING_DIR).exists()
@@ -167,8 +169,9 @@ def test_outputs_that_are_not_ours_are_refused_unless_forced(tmp_path, where, pr
 
 
 def test_builds_killed_at_any_point_never_lose_the_previous_corpus(tmp_path):
-    """SIGKILL a rebuild at several points; after each, the published corpus is the previous one,
-    byte for byte, and it verifies; a final rerun equals a clean build."""
+    """SIGKILL a rebuild at several points; after each, the published corpus is the previous one or
+    the new one, byte for byte, and it verifies; a final rerun equals a clean build. A kill inside
+    the swap itself leaves no root manifest: readers are told so, and finishing it gives the new one."""
     data = tmp_path / "rte.jsonl"
     data.write_text("".join(json.dumps({"premise": f"Premise {i} " * 5, "hypothesis": f"Claim {i % 97}.", "label": i % 2, "idx": i}) + "\n" for i in range(6000)))
     out = tmp_path / "out"
@@ -193,6 +196,12 @@ def test_builds_killed_at_any_point_never_lose_the_previous_corpus(tmp_path):
             kills += 1
         proc.wait()
         now = snapshot(out)
+        if (out / STAGING_DIR / PUBLISHING_MARK).exists():  # killed inside the swap's few milliseconds
+            with pytest.raises(ManifestError, match="killed while swapping"):
+                read_manifest(str(out))
+            assert "finished publishing" in recover(str(out))
+            now = snapshot(out)
+            assert now == clean, f"killed at {fraction:.0%} of the run, inside the swap: finishing it did not give the new corpus"
         assert now in (before, clean), f"killed at {fraction:.0%} of the run: the published corpus is neither the old nor the new one"
         verify_shards(read_manifest(str(out)), read_manifest(str(out)).shards, check_sha256=True)
         if now == clean:  # that one finished its swap before the kill: start again from the old corpus
