@@ -1,7 +1,8 @@
 """From a build's manifest to the examples the trainer sees.
 
 manifest.json -> the shards it lists (verified before any training starts) -> one endless,
-seeded stream per task -> an examples-proportional mixture of those streams.
+seeded stream per cluster, reading each shard once an epoch and yielding each task's rows at its
+rate -> a mixture of those streams that draws every task at its weight.
 
 Everything here is plain Python + pyarrow, so the trainer reads Parquet shards on a machine with
 neither Beam nor TensorFlow (JAX or torch); TFRecord shards go through tf.data only when asked for.
@@ -11,6 +12,7 @@ and a resumed run continues with the very next example.
 from __future__ import annotations
 
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
@@ -29,7 +31,7 @@ TRAIN_SPLIT = "train"
 # Held-out clusters are written to eval_zeroshot; older builds only have validation.
 EVAL_SPLITS = (EVAL_ZEROSHOT, "validation")
 TRAIN_COLUMNS = ("inputs", "targets", "task")
-# Task choices are drawn in blocks so that the task of example i is a pure function of (seed, i).
+# Cluster choices are drawn in blocks so that the cluster of example i is a pure function of (seed, i).
 MIXTURE_BLOCK = 4096
 MIXING_METHODS = ("examples_proportional", "equal")
 
@@ -226,7 +228,7 @@ def _stable_id(name: str) -> int:
 
 @dataclass
 class StreamPosition:
-    """Where a task stream is: epoch, index into that epoch's shard order, row within the shard."""
+    """Where a cluster stream is: epoch, index into that epoch's shard order, row within the shard."""
 
     epoch: int = 0
     shard: int = 0
@@ -236,48 +238,92 @@ class StreamPosition:
 ShardReader = Callable[[ShardInfo], pa.Table]
 
 
-class TaskStream:
-    """An endless, seeded stream of one task's examples.
+@dataclass(frozen=True)
+class ShardRows:
+    """One shard's training columns, each row's task as a code into `task_names`."""
 
-    Epoch e visits the task's shards in a seeded order, and each shard's rows of this task in a
-    seeded order, so the position alone determines every later example. Only the current shard's
-    rows of this task are held in memory.
+    inputs: pa.Array
+    targets: pa.Array
+    task_codes: np.ndarray
+    task_names: list[str]
+
+    @classmethod
+    def of(cls, table: pa.Table) -> "ShardRows":
+        tasks = pc.dictionary_encode(table.column("task").combine_chunks())
+        return cls(
+            table.column("inputs").combine_chunks(), table.column("targets").combine_chunks(),
+            tasks.indices.to_numpy(zero_copy_only=False), tasks.dictionary.to_pylist(),
+        )
+
+    def example(self, i: int) -> Example:
+        return Example(self.inputs[i].as_py(), self.targets[i].as_py(), self.task_names[self.task_codes[i]])
+
+
+class ClusterStream:
+    """An endless, seeded stream of one cluster's examples, each task at its share of the mixture.
+
+    Records are routed to shards by content hash, so every task of a cluster has rows in every
+    shard of it: a stream per task would read the cluster once per task (Flan 2022's NIv2 cluster
+    has ~1,600 tasks, one per task file). This stream reads each shard once an epoch and meets the
+    tasks' rates by how often it yields each row instead: a row of task t is yielded
+    f_t = (w_t / n_t) / (W / N) times in expectation (w_t the task's mixture weight, n_t its rows;
+    W and N the cluster's sums), the whole part always and the fraction by a seeded draw. Over an
+    epoch task t is then w_t / W of the stream, what a stream per task sampled at w_t would give;
+    with examples-proportional weights every f_t is 1 and an epoch is every row once.
+
+    Epoch e visits the shards in an order seeded by (seed, cluster, e), and each shard's yielded rows
+    in an order seeded by (seed, cluster, e, shard), so the position alone determines every later
+    example. Only the current shard is in memory.
     """
 
-    def __init__(self, task: str, shards: list[ShardInfo], reader: ShardReader, seed: int):
-        if not shards:
-            raise DataError(f"task {task} has no shards")
-        self.task = task
+    def __init__(self, cluster: str, shards: list[ShardInfo], reader: ShardReader, weights: Mapping[str, float], sizes: Mapping[str, int], seed: int):
+        empty = sorted(t for t in weights if sizes.get(t, 0) <= 0)
+        if not shards or empty:
+            raise DataError(f"cluster {cluster}: {'no shards' if not shards else 'no rows for weighted task(s) ' + ', '.join(empty)}")
+        self.cluster = cluster
         self.position = StreamPosition()
         self._shards = sorted(shards, key=lambda s: s.path)
         self._reader = reader
         self._seed = seed
-        self._loaded: tuple[tuple[int, int], list[tuple[str, str]]] | None = None
+        mean = sum(weights.values()) / sum(sizes[t] for t in weights)
+        self._factor = {t: (w / sizes[t]) / mean for t, w in weights.items()}
+        self.tasks = frozenset(self._factor)
+        self._found: set[str] = set()  # tasks met in epoch 0: each weighted one must be somewhere
+        self._loaded: tuple[tuple[int, int], ShardRows, np.ndarray] | None = None
 
-    def _rows(self, epoch: int, shard_index: int) -> list[tuple[str, str]]:
+    def _rows(self, epoch: int, shard_index: int) -> tuple[ShardRows, np.ndarray]:
+        """The shard at this point of the epoch and the row numbers it yields, in order."""
         key = (epoch, shard_index)
         if self._loaded is None or self._loaded[0] != key:
-            order = _rng(self._seed, _stable_id(self.task), epoch).permutation(len(self._shards))
-            table = self._reader(self._shards[order[shard_index]])
-            table = table.filter(pc.equal(table.column("task"), self.task))
-            pairs = list(zip(table.column("inputs").to_pylist(), table.column("targets").to_pylist()))
-            perm = _rng(self._seed, _stable_id(self.task), epoch, shard_index).permutation(len(pairs))
-            self._loaded = (key, [pairs[i] for i in perm])
-        return self._loaded[1]
+            self._loaded = None  # the previous shard is let go before the next is read
+            order = _rng(self._seed, _stable_id(self.cluster), epoch).permutation(len(self._shards))
+            shard = ShardRows.of(self._reader(self._shards[order[shard_index]]))
+            factor = np.array([self._factor.get(name, 0.0) for name in shard.task_names], dtype=np.float64)[shard.task_codes]
+            rng = _rng(self._seed, _stable_id(self.cluster), epoch, shard_index)
+            whole = np.floor(factor)
+            copies = whole.astype(np.int64) + (rng.random(len(factor)) < factor - whole)
+            yielded = np.repeat(np.arange(len(factor)), copies)
+            if epoch == 0:
+                self._found.update(name for name in shard.task_names if name in self._factor)
+            self._loaded = (key, shard, yielded[rng.permutation(len(yielded))])
+        return self._loaded[1], self._loaded[2]
 
     def peek(self) -> Example:
         """The next example, without moving (skips to the next shard or epoch as needed)."""
         empty_in_a_row = 0
         p = self.position
-        while p.row >= len(rows := self._rows(p.epoch, p.shard)):
-            empty_in_a_row = empty_in_a_row + 1 if not rows else 0
+        while True:
+            shard, rows = self._rows(p.epoch, p.shard)
+            if p.row < len(rows):
+                return shard.example(int(rows[p.row]))
+            empty_in_a_row = empty_in_a_row + 1 if not len(rows) else 0
             if empty_in_a_row > len(self._shards):
-                raise DataError(f"task {self.task}: its shards hold none of its rows, although the manifest counts some")
+                raise DataError(f"cluster {self.cluster}: its shards yield none of its weighted tasks' rows")
             p.shard, p.row = p.shard + 1, 0
             if p.shard == len(self._shards):
+                if p.epoch == 0 and (missing := sorted(set(self._factor) - self._found)):
+                    raise DataError(f"task(s) {', '.join(missing)}: the {self.cluster} shards hold none of their rows, although the manifest counts some")
                 p.epoch, p.shard = p.epoch + 1, 0
-        inputs, targets = rows[p.row]
-        return Example(inputs, targets, self.task)
 
     def advance(self) -> None:
         self.peek()
@@ -286,30 +332,35 @@ class TaskStream:
 
 @dataclass
 class Mixture:
-    """Samples task streams with fixed probabilities; the task of the i-th example depends only on (seed, i)."""
+    """Samples cluster streams in proportion to their tasks' summed weights, so each task is drawn
+    at its weight; the cluster of the i-th example depends only on (seed, i)."""
 
-    streams: dict[str, TaskStream]
+    streams: dict[str, ClusterStream]
     weights: dict[str, float]
     seed: int
     drawn: int = 0
+    drawn_by_task: Counter = field(default_factory=Counter)
     _block: tuple[int, np.ndarray] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self._tasks = sorted(self.weights)
-        self._p = np.array([self.weights[t] for t in self._tasks])
+        self._clusters = sorted(self.streams)
+        share = {c: sum(w for t, w in self.weights.items() if t in self.streams[c].tasks) for c in self._clusters}
+        self._p = np.array([share[c] for c in self._clusters])
         self._p = self._p / self._p.sum()
 
-    def task_at(self, i: int) -> str:
+    def cluster_at(self, i: int) -> str:
         b = i // MIXTURE_BLOCK
         if self._block is None or self._block[0] != b:
-            self._block = (b, _rng(self.seed, 0x6D6978, b).choice(len(self._tasks), MIXTURE_BLOCK, p=self._p))
-        return self._tasks[int(self._block[1][i % MIXTURE_BLOCK])]
+            self._block = (b, _rng(self.seed, 0x6D6978, b).choice(len(self._clusters), MIXTURE_BLOCK, p=self._p))
+        return self._clusters[int(self._block[1][i % MIXTURE_BLOCK])]
 
     def peek(self) -> Example:
-        return self.streams[self.task_at(self.drawn)].peek()
+        return self.streams[self.cluster_at(self.drawn)].peek()
 
     def advance(self) -> None:
-        self.streams[self.task_at(self.drawn)].advance()
+        stream = self.streams[self.cluster_at(self.drawn)]
+        self.drawn_by_task[stream.peek().task] += 1
+        stream.advance()
         self.drawn += 1
 
     def __iter__(self) -> "Mixture":
@@ -324,24 +375,30 @@ class Mixture:
         """JSON-serialisable position of the whole mixture (saved with every checkpoint)."""
         return {
             "drawn": self.drawn,
-            "tasks": {t: vars(s.position).copy() for t, s in sorted(self.streams.items())},
+            "clusters": {c: vars(s.position).copy() for c, s in sorted(self.streams.items())},
+            "examples_by_task": dict(sorted(self.drawn_by_task.items())),
         }
 
     def restore(self, state: Mapping) -> None:
-        if sorted(state["tasks"]) != sorted(self.streams):
-            raise DataError("the checkpoint's data position names other tasks than this run mixes; the corpus or selection changed")
+        if "clusters" not in state:
+            raise DataError("the checkpoint's data position is per task, from a flanforge before streams were per cluster; start the run afresh")
+        if sorted(state["clusters"]) != sorted(self.streams):
+            raise DataError("the checkpoint's data position names other clusters than this run mixes; the corpus or selection changed")
         self.drawn = int(state["drawn"])
-        for t, pos in state["tasks"].items():
-            self.streams[t].position = StreamPosition(**pos)
+        self.drawn_by_task = Counter(state["examples_by_task"])
+        for c, pos in state["clusters"].items():
+            self.streams[c].position = StreamPosition(**pos)
 
 
 def build_mixture(manifest: Manifest, shards: list[ShardInfo], weights: Mapping[str, float], seed: int) -> Mixture:
-    """One TaskStream per weighted task over its cluster's shards, mixed with `weights`."""
+    """One ClusterStream per cluster with weighted tasks, over its shards, mixed so that each task
+    is drawn with its weight."""
     def reader(shard: ShardInfo) -> pa.Table:
         return read_output_shard(manifest, shard, TRAIN_COLUMNS)
 
-    streams = {
-        task: TaskStream(task, [s for s in shards if s.cluster == manifest.tasks[task].cluster], reader, seed)
-        for task in weights
-    }
+    sizes = task_sizes(manifest, shards)
+    streams = {}
+    for cluster in sorted({manifest.tasks[t].cluster for t in weights}):
+        mine = {t: w for t, w in weights.items() if manifest.tasks[t].cluster == cluster}
+        streams[cluster] = ClusterStream(cluster, [s for s in shards if s.cluster == cluster], reader, mine, sizes, seed)
     return Mixture(streams=streams, weights=dict(weights), seed=seed)

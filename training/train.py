@@ -12,7 +12,6 @@ import datetime
 import json
 import os
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator
 
@@ -322,7 +321,6 @@ def log_scalars(writer: Any, step: int, stats: RunStats, batch: Any) -> None:
 
 def summarize(plan: Plan, stats: RunStats, mixture: Mixture, step: int) -> dict[str, Any]:
     """metrics.json: where the run ended, the loss, throughput, padding, and the mixture actually drawn."""
-    seen = Counter(mixture.task_at(i) for i in range(mixture.drawn))
     n = max(len(stats.losses), 1)
     return {
         "step": step,
@@ -331,7 +329,7 @@ def summarize(plan: Plan, stats: RunStats, mixture: Mixture, step: int) -> dict[
         "loss_final": stats.losses[-1] if stats.losses else None,
         "loss_mean_last_10": sum(stats.losses[-10:]) / min(n, 10) if stats.losses else None,
         "examples_drawn": mixture.drawn,
-        "examples_by_task": dict(sorted(seen.items())),
+        "examples_by_task": dict(sorted(mixture.drawn_by_task.items())),
         "mixture_weights": plan.weights,
         "tokens": stats.real_tokens,
         "target_tokens": stats.target_tokens,

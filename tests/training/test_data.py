@@ -100,6 +100,34 @@ def test_empirical_task_frequencies_match_weights(corpus: str) -> None:
         assert seen[t] / n == pytest.approx(w, abs=4 * (w * (1 - w) / n) ** 0.5 + 1e-3), t
 
 
+def test_a_cluster_is_read_once_an_epoch_whatever_its_tasks_rates(corpus: str, monkeypatch) -> None:
+    """Every task of a cluster has rows in every shard of it: the cluster's tasks share one read of
+    a shard per epoch, and a task weighted far above (or below) its share of rows is drawn at its
+    weight all the same."""
+    from flanforge.training import data
+
+    reads: Counter = Counter()
+    read = data.read_output_shard
+    monkeypatch.setattr(data, "read_output_shard", lambda m, shard, columns: reads.update([shard.path]) or read(m, shard, columns))
+    m = open_corpus(corpus, "parquet")
+    shards = train_shards(m, "parquet", [])
+    sizes = task_sizes(m, shards)
+    explicit = {t: float(n) for t, n in sizes.items() if n}
+    explicit["snli"] *= 6  # yielded ~6 times a row each epoch
+    explicit["qnli"] /= 5  # ~one row in five
+    weights = mixture_weights(sizes, explicit=explicit)
+    mixture = build_mixture(m, shards, weights, seed=5)
+    n = 8000
+    seen = Counter(ex.task for _, ex in zip(range(n), mixture))
+    assert len(m.clusters["nli"]) >= 8
+    for s in shards:  # one shard per cluster in this corpus: read once for each epoch begun
+        assert reads[s.path] == mixture.streams[s.cluster].position.epoch + 1 >= 3, s.cluster
+    for t in ("snli", "qnli", "bool_q"):
+        w = weights[t]
+        assert seen[t] / n == pytest.approx(w, abs=4 * (w * (1 - w) / n) ** 0.5 + 1e-3), t
+    assert seen == mixture.drawn_by_task
+
+
 def test_heldout_cluster_never_drawn(corpus: str) -> None:
     m = open_corpus(corpus, "parquet")
     shards = train_shards(m, "parquet", ["nli"])
@@ -127,6 +155,8 @@ def test_mixture_restores_exact_position(corpus: str) -> None:
     assert _take(resumed, 200) == expected
     assert _take(build_mixture(m, shards, weights, seed=7), 500) == first  # seeded
     assert _take(build_mixture(m, shards, weights, seed=8), 500) != first
+    with pytest.raises(DataError, match="per task, from a flanforge before streams were per cluster"):
+        resumed.restore({"drawn": 3, "tasks": {t: {"epoch": 0, "shard": 0, "row": 1} for t in weights}})
 
 
 def test_tfrecord_shards_give_the_same_stream(corpus: str) -> None:
