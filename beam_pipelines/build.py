@@ -18,7 +18,7 @@ from flanforge.beam_pipelines.balance import shard_quotas
 from flanforge.beam_pipelines.catalog import SpecError, TaskSpec, load_catalog
 from flanforge.beam_pipelines.config import BuildConfig
 from flanforge.beam_pipelines.contamination import SIDE_INPUT_MAX_BYTES, external_shards
-from flanforge.beam_pipelines.incremental import SPILL_DIR, CachePlan, plan_cache, task_fingerprint
+from flanforge.beam_pipelines.incremental import SPILL_DIR, CachePlan, plan_cache, spec_digest, task_fingerprint
 from flanforge.beam_pipelines.layout import plan_layout, profile_task
 from flanforge.beam_pipelines.options import BuildOptions
 from flanforge.beam_pipelines.pipeline import BuildPlan, build_pipeline
@@ -119,6 +119,7 @@ def plan_build(config: BuildConfig, dry_run: bool = False) -> BuildPlan:
     profiles = {}
     unread: dict[str, str] = {}  # task -> why a dry run did not plan it from its source
     built: list[TaskSpec] = []
+    spec_hashes: dict[str, str] = {}  # task -> spec_digest of the spec it was built from
     for t in tasks:
         splits = {"validation": EVAL_ZEROSHOT} if t.cluster in held else None
         overrides = config.sources.get(t.name, {})
@@ -133,11 +134,13 @@ def plan_build(config: BuildConfig, dry_run: bool = False) -> BuildPlan:
                 planned, unread[t.name] = nominal_shards(t, splits), f"not listed: {e}"
         own = config.render_settings_for(t)
         profile = profile_task(origins[t.name], mode=own.mode, options_variants=own.options_variants, few_shot=own.few_shot)
+        digest = spec_digest(t)
         for name, task_shards in tasks_per_file(t, planned).items():  # an NIv2 spec: a task per task file
             if name in shards or (name != t.name and name in catalog.tasks):
                 raise SpecError([f"{t.path}: task {name!r}, one per file of {t.name}'s source, is also the name of another task"])
             spec = t if name == t.name else replace(t, name=name)
             built.append(spec)
+            spec_hashes[name] = digest
             shards[name], compiled[name], profiles[name] = task_shards, origins[t.name].as_task(spec), profile
     tasks = built
     settings = {t.name: config.render_settings_for(t) for t in tasks}
@@ -145,7 +148,8 @@ def plan_build(config: BuildConfig, dry_run: bool = False) -> BuildPlan:
     layout = plan_layout(compiled.values(), shards, profiles, target_shard_bytes=config.target_shard_bytes, caps=caps)
     quotas = shard_quotas(shards, {t.name: len(t.templates) for t in tasks}, caps)
     fingerprints = {
-        t.name: task_fingerprint(t, shards[t.name], settings[t.name], VERSION, layout=layout, quotas=quotas) for t in tasks
+        t.name: task_fingerprint(t, shards[t.name], settings[t.name], VERSION, layout=layout, quotas=quotas, spec_hash=spec_hashes[t.name])
+        for t in tasks
     }
     external: list[tuple[SourceShard, str]] = []
     for number, argument in enumerate(config.decontaminate_against):
