@@ -24,6 +24,7 @@ from flanforge.beam_pipelines.options import BuildOptions
 from flanforge.beam_pipelines.pipeline import BuildPlan, build_pipeline
 from flanforge.beam_pipelines.progress import ProgressOptions, progress_display, progress_wanted
 from flanforge.beam_pipelines.render import CompiledTask, compile_tasks
+from flanforge.beam_pipelines.selection import select_tasks
 from flanforge.beam_pipelines.runners import (
     DATAFLOW,
     DIRECT,
@@ -105,7 +106,8 @@ def plan_build(config: BuildConfig, dry_run: bool = False) -> BuildPlan:
     empty read shard per split), nor are sources that cannot be listed; the plan names them."""
     catalog = load_catalog(config.templates)
     named = config.tasks or (tuple(config.sources) if not config.clusters else ())
-    selected = catalog.select(named or None, config.clusters or None)
+    selection = select_tasks(catalog, named)
+    selected = catalog.select(selection.specs or None, config.clusters or None)
     unknown = sorted(set(config.sources) - {t.name for t in selected})
     if unknown:
         raise SpecError([f"--source names task(s) not in this build: {', '.join(unknown)}"])
@@ -135,7 +137,8 @@ def plan_build(config: BuildConfig, dry_run: bool = False) -> BuildPlan:
         own = config.render_settings_for(t)
         profile = profile_task(origins[t.name], mode=own.mode, options_variants=own.options_variants, few_shot=own.few_shot)
         digest = spec_digest(t)
-        for name, task_shards in tasks_per_file(t, planned).items():  # an NIv2 spec: a task per task file
+        per_file = tasks_per_file(t, planned)  # an NIv2 spec: a task per task file
+        for name, task_shards in (per_file if t.name in unread else selection.keep(t.name, per_file)).items():
             if name in shards or (name != t.name and name in catalog.tasks):
                 raise SpecError([f"{t.path}: task {name!r}, one per file of {t.name}'s source, is also the name of another task"])
             spec = t if name == t.name else replace(t, name=name)

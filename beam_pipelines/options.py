@@ -31,7 +31,12 @@ class BuildOptions(PipelineOptions):
             help="templates directory, local or gs:// (default: the bundled catalog); one without a clusters.yaml "
             "adds its <cluster>/<task>.yaml specs to the bundled catalog",
         )
-        what.add_argument("--tasks", help="comma-separated task names to build (default: all, or those given --source)")
+        what.add_argument(
+            "--tasks",
+            help="comma-separated task names to build (default: all, or those given --source); shell patterns "
+            "work ('anli_*'), and so do the single tasks of an NIv2 source (niv2_task1193_food_course_classification, "
+            "'niv2_task11*')",
+        )
         what.add_argument("--clusters", help="comma-separated clusters to build (adds their tasks)")
         what.add_argument(
             "--recipe", help="a named build config under templates/recipes/ (e.g. flan2021) or a .yaml path; flags override it"

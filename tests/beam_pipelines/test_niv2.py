@@ -183,6 +183,25 @@ def test_each_task_file_is_a_task_of_its_own_in_every_split(spec, tmp_path):
     assert list(tasks_per_file(spec, plan_reads(spec, demo=True, overrides={}))) == ["niv2"]
 
 
+def test_tasks_picks_single_task_files_by_name_or_pattern_and_refuses_what_matches_none():
+    from flanforge.beam_pipelines.build import plan_build
+    from flanforge.beam_pipelines.catalog import SpecError
+    from flanforge.beam_pipelines.config import BuildConfig
+
+    def planned(*names: str) -> list[str]:
+        config = BuildConfig(output="unused", tasks=names, demo=True, sources={"niv2": {"train": f"{DATA}/*.json"}})
+        return sorted(t.name for t in plan_build(config).tasks)
+
+    food, kitchen = "niv2_task1193_food_course_classification", "niv2_task1158_bard_analogical_reasoning_manipulating_items"
+    assert planned(food, "rte") == [food, "rte"]
+    assert planned("niv2_task11*") == [kitchen, food]
+    assert len(planned("niv2")) == len(list(DATA.glob("*.json"))) == len(planned("niv2", food))  # the whole spec wins
+    with pytest.raises(SpecError, match=r"--tasks niv2_task9: no file of niv2's source is that task \(its files give \d+ task"):
+        planned("niv2_task9", food)
+    with pytest.raises(SpecError, match="unknown task.*: nvi2_task1"):
+        planned("nvi2_task1")
+
+
 def test_two_files_of_one_split_named_as_one_task_are_refused(spec, tmp_path):
     for name in ("Task-7.json", "task_7.json"):
         (tmp_path / name).write_bytes(FOOD.read_bytes())
