@@ -535,26 +535,49 @@ def _load_clusters(root: str) -> tuple[dict[str, str], tuple[tuple[str, str], ..
     return clusters, tuple(overlaps)
 
 
+def template_folders(templates_dir: str | Path | None) -> list[str]:
+    """--templates as directories: one, or several separated by commas; none for the bundled catalog."""
+    if templates_dir is None:
+        return []
+    return [_root(part) for part in str(templates_dir).split(",") if part.strip()]
+
+
 def load_catalog(templates_dir: str | Path | None = None) -> Catalog:
     """Load a templates directory (local or gs://); raise SpecError listing all problems.
 
     A directory with a clusters.yaml is a whole catalog. One without is an overlay on the
     bundled catalog: its <cluster>/<task>.yaml specs are added to the bundled ones (a spec named
-    like a bundled task replaces it), so a user keeps their own specs outside the package."""
-    root = _root(templates_dir)
-    if not _is_dir(root):
-        raise SpecError([f"{root}: templates directory not found"])
-    if templates_dir is not None and not _is_file(_join(root, CLUSTERS_FILE)):
-        bundled = load_catalog()
-        from flanforge.beam_pipelines.importers import promptsource  # imports this module
+    like a bundled task replaces it), so a user keeps their own specs outside the package.
+    Several directories, comma-separated, stack in order: the first is a whole catalog or an
+    overlay on the bundled one, each later one an overlay on all before it (promptsource's
+    collection, then the user's own specs and fixes)."""
+    folders = template_folders(templates_dir) or [_root(None)]
+    for root in folders:
+        if not _is_dir(root):
+            raise SpecError([f"{root}: templates directory not found"])
+    first, *later = folders
+    catalog = _whole_catalog(first) if templates_dir is None or _is_file(_join(first, CLUSTERS_FILE)) else _overlay(_whole_catalog(_root(None)), first)
+    for root in later:
+        if _is_file(_join(root, CLUSTERS_FILE)):
+            raise SpecError([f"{root}: has a {CLUSTERS_FILE}: only the first of several --templates directories may be a whole catalog"])
+        catalog = _overlay(catalog, root)
+    return catalog
 
-        if promptsource.is_collection(root):  # promptsource's own layout, read as it is (docs/PROMPTSOURCE.md)
-            own = promptsource.load_tasks(root, bundled.clusters)
-        else:
-            own = _load_tasks(root, bundled.clusters, clusters_file=f"the bundled {CLUSTERS_FILE} (an overlay adds tasks, not clusters)")
-        return Catalog(clusters=bundled.clusters, tasks={**bundled.tasks, **own}, holdout_overlaps=bundled.holdout_overlaps)
+
+def _whole_catalog(root: str) -> Catalog:
     clusters, overlaps = _load_clusters(root)
     return Catalog(clusters=clusters, tasks=_load_tasks(root, clusters, clusters_file=_join(root, CLUSTERS_FILE)), holdout_overlaps=overlaps)
+
+
+def _overlay(base: Catalog, root: str) -> Catalog:
+    """base with root's specs added (a spec named like one of base's replaces it)."""
+    from flanforge.beam_pipelines.importers import promptsource  # imports this module
+
+    if promptsource.is_collection(root):  # promptsource's own layout, read as it is (docs/PROMPTSOURCE.md)
+        own = promptsource.load_tasks(root, base.clusters)
+    else:
+        own = _load_tasks(root, base.clusters, clusters_file=f"the base catalog's {CLUSTERS_FILE} (an overlay adds tasks, not clusters)")
+    return Catalog(clusters=base.clusters, tasks={**base.tasks, **own}, holdout_overlaps=base.holdout_overlaps)
 
 
 def _load_tasks(root: str, clusters: Mapping[str, str], *, clusters_file: str) -> dict[str, TaskSpec]:
@@ -626,12 +649,18 @@ def parse_collections(raw: Any, where: str) -> dict[str, dict[str, Any]]:
 def load_recipe(name_or_path: str, templates_dir: str | Path | None = None) -> dict[str, Any]:
     """A recipe's build settings: a file path (local or gs://), or a name under <templates>/recipes/;
     its `collections:`, if any, under the key `collections`."""
-    root = _root(templates_dir)
-    path = name_or_path if name_or_path.endswith(".yaml") else _join(root, RECIPES_DIR, f"{name_or_path}.yaml")
-    if not _is_file(path) and templates_dir is not None and not _is_file(_join(root, CLUSTERS_FILE)):
-        return load_recipe(name_or_path)  # an overlay directory: the bundled recipes
+    folders = template_folders(templates_dir)
+    base = folders[0] if folders else _root(None)
+    if name_or_path.endswith(".yaml"):
+        path = name_or_path
+    else:  # the last directory that has it
+        named = (_join(root, RECIPES_DIR, f"{name_or_path}.yaml") for root in reversed(folders or [base]))
+        found = [p for p in named if _is_file(p)]
+        if not found and folders and not _is_file(_join(base, CLUSTERS_FILE)):
+            return load_recipe(name_or_path)  # overlays only: the bundled recipes
+        path = found[0] if found else _join(base, RECIPES_DIR, f"{name_or_path}.yaml")
     if not _is_file(path):
-        known = [_stem(p) for p in _glob(_join(root, RECIPES_DIR), "*.yaml")]
+        known = [_stem(p) for p in _glob(_join(base, RECIPES_DIR), "*.yaml")]
         raise SpecError([f"recipe {name_or_path!r} not found at {path}; known recipes: {', '.join(known) or 'none'}"])
     data = _load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("build"), dict) or "version" not in data:

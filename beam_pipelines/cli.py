@@ -27,6 +27,8 @@ Build FLAN-style instruction-tuning corpora with Apache Beam.
                                      write and review templates in the browser, rendered live
 """
 
+TEMPLATES_HELP = "templates directory (default: the bundled catalog); several, comma-separated, stack in order"
+
 STUDIO_HELP = """Open a local web app (http://127.0.0.1:PORT/, this machine only) to write and review templates:
 browse the catalog, see every template of a task rendered on a page of rows as you type (the
 spec's samples, a --source file, or the spec's own source), with `flanforge validate`'s findings
@@ -50,13 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     v = sub.add_parser("validate", help="check every task spec, template and sample row")
-    v.add_argument("--templates", metavar="DIR", help="templates directory (default: the bundled catalog)")
+    v.add_argument("--templates", metavar="DIR", help=TEMPLATES_HELP)
 
     p = sub.add_parser("preview", help="render a task's sample rows through its templates")
     p.add_argument("task", help="task name, e.g. rte")
     p.add_argument("--template", metavar="ID", help="only this template (default: all)")
     p.add_argument("-n", type=int, default=3, metavar="N", help="number of sample rows (default: 3)")
-    p.add_argument("--templates", metavar="DIR", help="templates directory (default: the bundled catalog)")
+    p.add_argument("--templates", metavar="DIR", help=TEMPLATES_HELP)
     p.add_argument(
         "--source", metavar="PATH[#OPTIONS]",
         help="render the first N rows of this file (or glob) instead of the spec's sample rows, read as "
@@ -70,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("catalog", help="print the catalog as a Markdown table (docs/CATALOG.md)")
     c.add_argument("--write", metavar="FILE", help="write the table to FILE instead of printing it")
-    c.add_argument("--templates", metavar="DIR", help="templates directory (default: the bundled catalog)")
+    c.add_argument("--templates", metavar="DIR", help=TEMPLATES_HELP)
 
     sub.add_parser(
         "build",

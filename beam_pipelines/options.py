@@ -29,7 +29,8 @@ class BuildOptions(PipelineOptions):
         what.add_argument(
             "--templates",
             help="templates directory, local or gs:// (default: the bundled catalog); one without a clusters.yaml "
-            "adds its <cluster>/<task>.yaml specs to the bundled catalog",
+            "adds its <cluster>/<task>.yaml specs to the bundled catalog; several, comma-separated, stack in order "
+            "(promptsource/templates,my_specs)",
         )
         what.add_argument(
             "--tasks",

@@ -86,6 +86,8 @@ class Workspace:
     """A templates directory (None: the bundled catalog) and the --source files given for tasks."""
 
     def __init__(self, templates_dir: str | None = None, sources: Mapping[str, Mapping[str, str]] | None = None):
+        if templates_dir is not None and "," in templates_dir:
+            raise StudioError(f"{templates_dir}: the studio edits one templates directory; give one (an overlay still shows the bundled tasks)")
         if templates_dir is not None and is_remote(templates_dir):
             raise StudioError(f"{templates_dir}: the studio edits a local templates directory (copy it here first)")
         self.templates_dir = templates_dir

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flanforge.beam_pipelines.catalog import SpecError, load_catalog
+from flanforge.beam_pipelines.catalog import SpecError, load_catalog, load_recipe
 
 
 def edit(path: Path, change) -> None:
@@ -54,6 +54,31 @@ def test_cross_file_rules(templates_dir):
 def test_unknown_task_selection(templates_dir):
     with pytest.raises(SpecError, match="unknown task"):
         load_catalog(templates_dir).select(tasks=["nope"])
+
+
+def test_several_templates_directories_stack_in_order(templates_dir, tmp_path):
+    """promptsource's collection read in place, then an overlay of the user's own: later
+    directories add tasks and replace earlier ones of the same name; only the first may be whole."""
+    promptsource = Path(__file__).resolve().parents[1] / "data" / "promptsource" / "templates"
+    mine = tmp_path / "mine"
+    (mine / "nli").mkdir(parents=True)
+    (mine / "recipes").mkdir()
+    rte = yaml.safe_load((templates_dir / "nli" / "rte.yaml").read_text())
+    (mine / "nli" / "rte.yaml").write_text(yaml.safe_dump({**rte, "templates": rte["templates"][:2]}, sort_keys=False))
+    (mine / "recipes" / "flan2021.yaml").write_text("name: mine\nversion: 7\nbuild: {tasks: [rte]}\n")
+    alone = load_catalog(promptsource)
+    stacked = load_catalog(f"{promptsource},{mine}")
+    assert set(stacked.tasks) == set(alone.tasks) and "p3_super_glue_rte" in stacked.tasks
+    assert len(alone.tasks["rte"].templates) == 10 and len(stacked.tasks["rte"].templates) == 2
+    assert stacked.tasks["rte"].path == str(mine / "nli" / "rte.yaml")
+    assert load_recipe("flan2021", f"{promptsource},{mine}")["recipe"] == "mine@7"  # the last directory that has it
+    assert load_recipe("flan2021", str(promptsource))["recipe"].startswith("flan2021@")  # overlays only: the bundled one
+    whole_then_overlay = load_catalog(f"{templates_dir},{mine}")
+    assert set(whole_then_overlay.tasks) == {"rte", "echo_title"} and len(whole_then_overlay.tasks["rte"].templates) == 2
+    with pytest.raises(SpecError, match=r"templates: has a clusters.yaml: only the first of several --templates directories may be a whole catalog"):
+        load_catalog(f"{mine},{templates_dir}")
+    with pytest.raises(SpecError, match=r"nowhere: templates directory not found"):
+        load_catalog(f"{mine},{tmp_path / 'nowhere'}")
 
 
 def test_catalog_and_recipe_load_from_gcs_like_from_disk(gcs_emulator, templates_dir):

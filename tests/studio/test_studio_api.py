@@ -319,5 +319,7 @@ def test_the_command_refuses_what_it_cannot_serve(studio_dir, capsys):
     assert "--source names task(s) not in the catalog: nope" in capsys.readouterr().err
     assert cli.main(["studio", "--templates", "gs://bucket/specs"]) == 2
     assert "the studio edits a local templates directory" in capsys.readouterr().err
+    assert cli.main(["studio", "--templates", f"{studio_dir},{studio_dir}"]) == 2
+    assert "the studio edits one templates directory" in capsys.readouterr().err
     assert cli.main(["studio", "--templates", str(studio_dir / "missing")]) == 2
     assert "templates directory not found" in capsys.readouterr().err
