@@ -288,14 +288,16 @@ class ClusterStream:
         mean = sum(weights.values()) / sum(sizes[t] for t in weights)
         self._factor = {t: (w / sizes[t]) / mean for t, w in weights.items()}
         self.tasks = frozenset(self._factor)
-        self._found: set[str] = set()  # tasks met in epoch 0: each weighted one must be somewhere
+        self._found: set[str] = set()  # tasks met in epoch 0: each weighted one must be somewhere,
+        self._searched: set[int] = set()  # ... once this process has read every shard of epoch 0
         self._loaded: tuple[tuple[int, int], ShardRows, np.ndarray] | None = None
 
-    def _rows(self, epoch: int, shard_index: int) -> tuple[ShardRows, np.ndarray]:
-        """The shard at this point of the epoch and the row numbers it yields, in order."""
+    def _rows(self, epoch: int, shard_index: int) -> np.ndarray:
+        """The row numbers the shard at this point of the epoch yields, in order (the shard is
+        self._loaded[1]); only one shard is held, the previous one let go before the next is read."""
         key = (epoch, shard_index)
         if self._loaded is None or self._loaded[0] != key:
-            self._loaded = None  # the previous shard is let go before the next is read
+            self._loaded = None
             order = _rng(self._seed, _stable_id(self.cluster), epoch).permutation(len(self._shards))
             shard = ShardRows.of(self._reader(self._shards[order[shard_index]]))
             factor = np.array([self._factor.get(name, 0.0) for name in shard.task_names], dtype=np.float64)[shard.task_codes]
@@ -305,23 +307,26 @@ class ClusterStream:
             yielded = np.repeat(np.arange(len(factor)), copies)
             if epoch == 0:
                 self._found.update(name for name in shard.task_names if name in self._factor)
+                self._searched.add(shard_index)
             self._loaded = (key, shard, yielded[rng.permutation(len(yielded))])
-        return self._loaded[1], self._loaded[2]
+        return self._loaded[2]
 
     def peek(self) -> Example:
         """The next example, without moving (skips to the next shard or epoch as needed)."""
         empty_in_a_row = 0
         p = self.position
         while True:
-            shard, rows = self._rows(p.epoch, p.shard)
+            rows = self._rows(p.epoch, p.shard)
             if p.row < len(rows):
-                return shard.example(int(rows[p.row]))
+                assert self._loaded is not None
+                return self._loaded[1].example(int(rows[p.row]))
             empty_in_a_row = empty_in_a_row + 1 if not len(rows) else 0
             if empty_in_a_row > len(self._shards):
                 raise DataError(f"cluster {self.cluster}: its shards yield none of its weighted tasks' rows")
             p.shard, p.row = p.shard + 1, 0
             if p.shard == len(self._shards):
-                if p.epoch == 0 and (missing := sorted(set(self._factor) - self._found)):
+                missing = sorted(self.tasks - self._found) if len(self._searched) == len(self._shards) else []
+                if p.epoch == 0 and missing:
                     raise DataError(f"task(s) {', '.join(missing)}: the {self.cluster} shards hold none of their rows, although the manifest counts some")
                 p.epoch, p.shard = p.epoch + 1, 0
 

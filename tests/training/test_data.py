@@ -128,6 +128,33 @@ def test_a_cluster_is_read_once_an_epoch_whatever_its_tasks_rates(corpus: str, m
     assert seen == mixture.drawn_by_task
 
 
+def test_a_weighted_task_missing_from_its_cluster_shards_is_named_once_epoch_0_was_read() -> None:
+    import pyarrow as pa
+
+    from flanforge.schemas.manifest import ShardInfo
+    from flanforge.training.data import ClusterStream
+
+    shards = [ShardInfo(f"parquet/train/c/part-0000{i}-of-00002.parquet", "parquet", "train", "c", 3, 1, "0") for i in range(2)]
+    held = {shards[0].path: ["a", "a", "b"], shards[1].path: ["a", "a", "a"]}  # the manifest also counts task z
+
+    def reader(shard):
+        tasks = held[shard.path]
+        return pa.table({"inputs": [f"{t} {i}" for i, t in enumerate(tasks)], "targets": ["x"] * 3, "task": tasks})
+
+    def stream() -> ClusterStream:
+        return ClusterStream("c", shards, reader, {"a": 5.0, "b": 1.0, "z": 1.0}, {"a": 5, "b": 1, "z": 1}, seed=0)
+
+    whole = stream()
+    with pytest.raises(DataError, match="task.s. z: the c shards hold none of their rows"):
+        for _ in range(20):
+            whole.advance()
+    resumed = stream()  # resumed inside epoch 0: the shards before its position were never read here
+    resumed.position.shard = 1
+    for _ in range(20):
+        resumed.advance()
+    assert resumed.position.epoch >= 1
+
+
 def test_heldout_cluster_never_drawn(corpus: str) -> None:
     m = open_corpus(corpus, "parquet")
     shards = train_shards(m, "parquet", ["nli"])
