@@ -259,6 +259,13 @@ class ShardRows:
         return Example(self.inputs[i].as_py(), self.targets[i].as_py(), self.task_names[self.task_codes[i]])
 
 
+def row_factors(weights: Mapping[str, float], sizes: Mapping[str, int]) -> dict[str, float]:
+    """How many times a cluster stream yields each row of a task, in expectation, so that over an
+    epoch the task is its weight's share of the cluster: (w_t / n_t) / (W / N) (ClusterStream)."""
+    mean = sum(weights.values()) / sum(sizes[t] for t in weights)
+    return {t: (w / sizes[t]) / mean for t, w in weights.items()}
+
+
 class ClusterStream:
     """An endless, seeded stream of one cluster's examples, each task at its share of the mixture.
 
@@ -285,8 +292,7 @@ class ClusterStream:
         self._shards = sorted(shards, key=lambda s: s.path)
         self._reader = reader
         self._seed = seed
-        mean = sum(weights.values()) / sum(sizes[t] for t in weights)
-        self._factor = {t: (w / sizes[t]) / mean for t, w in weights.items()}
+        self._factor = row_factors(weights, sizes)
         self.tasks = frozenset(self._factor)
         self._found: set[str] = set()  # tasks met in epoch 0: each weighted one must be somewhere,
         self._searched: set[int] = set()  # ... once this process has read every shard of epoch 0

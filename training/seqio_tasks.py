@@ -1,20 +1,23 @@
 """A flanforge build as seqio Tasks and a Mixture, for T5X / t5.data style trainers.
 
-One seqio Task per flanforge task, not per cluster: FLAN mixes tasks, and the manifest's
-`mixing_weight` is per task. Shards are partitioned by split and cluster, not by task, so each
-Task reads its cluster's TFRecord shards and keeps the records whose `task` feature is its own;
-a cluster's shards are thus read once per task mixed from them (I/O grows with the number of tasks
-per cluster; a Task per cluster would read them once but could only mix clusters by their size).
+One seqio Task per flanforge task, for evaluating or reading a task on its own: each reads its
+cluster's TFRecord shards (they are partitioned by split and cluster, not by task) and keeps the
+records whose `task` feature is its own.
 
-The Mixture holds every task with training data, at the rate `flanforge train` uses by default:
-the manifest's `mixing_weight` (min(train examples, the build's rate cap)), normalised, or, for a
-build whose recipe weighs collections, each collection's weight shared by its tasks in proportion
-to their mixing weights: the manifest's per-task `rate` (docs/COLLECTIONS.md). Every
-split the build wrote for a task is a split of its Task: `train`, `validation`, and
-`eval_zeroshot` for the tasks of held-out clusters (registered, but outside the Mixture).
+The Mixture is not made of those: mixing a cluster's tasks as Tasks of their own would read its
+shards once per task (Flan 2022's NIv2 cluster has ~1,600). It mixes one training Task per
+cluster, `<prefix>cluster:<cluster>`, that reads the cluster's train shards once an epoch and
+yields each record as many times, in expectation, as its task's rate asks (training/data.py's
+`row_factors`, the rule `flanforge train` samples by), the fraction by a seeded draw; each
+cluster Task's rate is the sum of its tasks' rates. A task's rate is the manifest's
+`mixing_weight` (min(train examples, the build's rate cap)), normalised, or, for a build whose
+recipe weighs collections, each collection's weight shared by its tasks in proportion to their
+mixing weights: the manifest's per-task `rate` (docs/COLLECTIONS.md). Every split the build wrote
+for a task is a split of its Task: `train`, `validation`, and `eval_zeroshot` for the tasks of
+held-out clusters (registered, never mixed).
 
-The plan (names, shard files per split, rates) is a pure function of the manifest, so it is
-tested without seqio; seqio and TensorFlow are imported only when registering.
+The plan (names, shard files per split, rates, per-task factors) is a pure function of the
+manifest, so it is tested without seqio; seqio and TensorFlow are imported only when registering.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from flanforge.training.data import (
     manifest_mixing_weights,
     mixture_weights,
     open_corpus,
+    row_factors,
     task_sizes,
 )
 
@@ -48,10 +52,20 @@ class SeqioTask:
 
 
 @dataclass(frozen=True)
+class SeqioCluster:
+    name: str  # the seqio name: prefix + "cluster:" + cluster
+    cluster: str
+    files: tuple[str, ...]  # the cluster's train shard URIs
+    factors: dict[str, float]  # task -> how many times each of its records is yielded, in expectation
+
+
+@dataclass(frozen=True)
 class SeqioPlan:
     mixture: str
     tasks: tuple[SeqioTask, ...]
-    rates: dict[str, float]  # seqio task name -> mixing rate (sums to 1); tasks with train data only
+    clusters: tuple[SeqioCluster, ...]  # the Mixture's Tasks
+    rates: dict[str, float]  # cluster Task name -> its rate in the Mixture (sums to 1)
+    task_rates: dict[str, float]  # flanforge task -> the rate it is drawn at (tasks with train data only)
 
 
 def plan_corpus(manifest: Manifest, *, prefix: str = "flanforge_") -> SeqioPlan:
@@ -73,11 +87,17 @@ def plan_corpus(manifest: Manifest, *, prefix: str = "flanforge_") -> SeqioPlan:
     if not train_shards:
         raise DataError(f"{manifest.root} has no {TRAIN_SPLIT} shards to mix")
     collection_of, collection_weights = manifest_collections(manifest)
+    sizes = task_sizes(manifest, train_shards)
     weights = mixture_weights(
-        task_sizes(manifest, train_shards), rate_cap=None, explicit=manifest_mixing_weights(manifest),
-        collection_of=collection_of, collection_weights=collection_weights,
+        sizes, rate_cap=None, explicit=manifest_mixing_weights(manifest), collection_of=collection_of, collection_weights=collection_weights,
     )
-    return SeqioPlan(_seqio_name(prefix + "mixture"), tuple(tasks), {_seqio_name(prefix + t): w for t, w in weights.items()})
+    clusters = []
+    for cluster in sorted({manifest.tasks[t].cluster for t in weights}):
+        mine = {t: w for t, w in weights.items() if manifest.tasks[t].cluster == cluster}
+        files = tuple(manifest.uri(s.path) for s in sorted(train_shards, key=lambda s: s.path) if s.cluster == cluster)
+        clusters.append(SeqioCluster(_seqio_name(f"{prefix}cluster:{cluster}"), cluster, files, row_factors(mine, sizes)))
+    rates = {c.name: sum(weights[t] for t in c.factors) for c in clusters}
+    return SeqioPlan(_seqio_name(prefix + "mixture"), tuple(tasks), tuple(clusters), rates, dict(weights))
 
 
 def _seqio_name(name: str) -> str:
@@ -106,6 +126,14 @@ def register_corpus(root: str, *, vocabulary: Any = None, prefix: str = "flanfor
             source=seqio.TFExampleDataSource({split: list(files) for split, files in t.files.items()}, feature_description=spec),
             output_features=features,
             preprocessors=[functools.partial(only_task, task=t.task), *steps],
+        )
+    for c in plan.clusters:
+        seqio.TaskRegistry.remove(c.name)
+        seqio.TaskRegistry.add(
+            c.name,
+            source=seqio.TFExampleDataSource({TRAIN_SPLIT: list(c.files)}, feature_description=spec),
+            output_features=features,
+            preprocessors=[functools.partial(at_task_rates, factors=c.factors), *steps],
         )
     seqio.MixtureRegistry.remove(plan.mixture)
     seqio.MixtureRegistry.add(plan.mixture, list(plan.rates.items()))
@@ -137,3 +165,28 @@ def only_task(dataset: Any, task: str) -> Any:
 
     kept = dataset.filter(lambda ex: tf.equal(ex["task"], task))
     return kept.map(lambda ex: {name: ex[name] for name in TEXT_FEATURES}, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def at_task_rates(dataset: Any, factors: dict[str, float]) -> Any:
+    """seqio preprocessor of a cluster Task: each record as inputs/targets, yielded floor(f) times
+    and once more with probability frac(f), f its task's factor (0 for a task outside the mix).
+    The draw is seqio's per-record seed (map_over_dataset), so a seeded get_dataset repeats."""
+    import seqio
+    import tensorflow as tf
+
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(sorted(factors)), tf.constant([factors[t] for t in sorted(factors)], tf.float64)),
+        default_value=tf.constant(0.0, tf.float64),
+    )
+
+    @seqio.map_over_dataset(num_seeds=1)
+    def with_copies(ex: dict, seed: Any) -> dict:
+        factor = table.lookup(ex["task"])
+        whole = tf.floor(factor)
+        extra = tf.random.stateless_uniform([], seed=seed, dtype=tf.float64) < factor - whole
+        return {**{name: ex[name] for name in TEXT_FEATURES}, "copies": tf.cast(whole, tf.int64) + tf.cast(extra, tf.int64)}
+
+    def repeated(ex: dict) -> Any:
+        return tf.data.Dataset.from_tensors({name: ex[name] for name in TEXT_FEATURES}).repeat(ex["copies"])
+
+    return with_copies(dataset).flat_map(repeated)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from flanforge.schemas.manifest import Manifest, read_manifest
-from flanforge.training.data import DataError, read_output_shard
-from flanforge.training.seqio_tasks import plan_corpus, register_corpus
+from flanforge.training.data import DataError, read_output_shard, row_factors, task_sizes
+from flanforge.training.seqio_tasks import at_task_rates, plan_corpus, register_corpus
 
 HELD_OUT = "nli"
 TRAINED = "closed_book_qa"
@@ -33,7 +33,7 @@ def holdout_build(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(out)
 
 
-def test_the_plan_is_a_task_per_task_over_its_clusters_shards(holdout_build: str) -> None:
+def test_the_plan_is_a_task_per_task_over_its_clusters_shards_mixed_by_cluster(holdout_build: str) -> None:
     m = read_manifest(holdout_build)
     plan = plan_corpus(m, prefix="ff_")
     by_task = {t.task: t for t in plan.tasks}
@@ -46,7 +46,13 @@ def test_the_plan_is_a_task_per_task_over_its_clusters_shards(holdout_build: str
     assert plan.mixture == "ff_mixture"
     trained = {t for t, e in m.tasks.items() if e.cluster == TRAINED}
     total = sum(m.tasks[t].mixing_weight for t in trained)
-    assert plan.rates == pytest.approx({"ff_" + t: m.tasks[t].mixing_weight / total for t in trained})
+    assert plan.task_rates == pytest.approx({t: m.tasks[t].mixing_weight / total for t in trained})
+    # the Mixture's Tasks are per cluster: each reads its train shards once, its tasks at their rates
+    (cluster,) = plan.clusters
+    assert (cluster.name, cluster.cluster) == (f"ff_cluster:{TRAINED}", TRAINED)
+    assert cluster.files == tuple(m.uri(s.path) for s in m.shards_for(fmt="tfrecord", splits=["train"], clusters=[TRAINED]))
+    assert cluster.factors == pytest.approx(row_factors(plan.task_rates, task_sizes(m, m.shards_for(fmt="tfrecord", splits=["train"]))))
+    assert plan.rates == pytest.approx({cluster.name: 1.0})
 
 
 def test_the_rates_are_the_manifests_mixing_weights_not_the_counts(holdout_build: str) -> None:
@@ -54,8 +60,10 @@ def test_the_rates_are_the_manifests_mixing_weights_not_the_counts(holdout_build
     trained = sorted(t for t, e in m.tasks.items() if e.cluster == TRAINED)
     weights = {t: 10 * (i + 1) for i, t in enumerate(trained)}  # the counts are all equal in the demo build
     reweighted = replace(m, tasks={t: replace(e, mixing_weight=weights.get(t, 0)) for t, e in m.tasks.items()})
-    rates = plan_corpus(reweighted).rates
-    assert rates == pytest.approx({"flanforge_" + t: w / sum(weights.values()) for t, w in weights.items()})
+    plan = plan_corpus(reweighted)
+    assert plan.task_rates == pytest.approx({t: w / sum(weights.values()) for t, w in weights.items()})
+    factors = plan.clusters[0].factors  # equal counts: a task with twice the weight has each record yielded twice as often
+    assert factors[trained[1]] == pytest.approx(2 * factors[trained[0]])
 
 
 def test_what_seqio_cannot_take_is_refused_clearly(holdout_build: str) -> None:
@@ -102,6 +110,22 @@ def test_seqio_reads_each_tasks_records_as_text(holdout_build: str) -> None:
         ds = seqio.get_mixture_or_task("flanforge_" + task).get_dataset(None, split=split, shuffle=False)
         got = sorted((ex["inputs"].decode(), ex["targets"].decode()) for ex in ds.as_numpy_iterator())
         assert got == _task_texts(m, task, split) and len(got) == m.tasks[task].written_by_split[split]
+
+
+def test_a_cluster_task_reads_its_shards_once_and_yields_records_at_their_tasks_rates(holdout_build: str) -> None:
+    seqio = _seqio()
+    import tensorflow as tf
+
+    m = read_manifest(holdout_build)
+    register_corpus(holdout_build, prefix="ffc_")
+    epoch = seqio.get_mixture_or_task(f"ffc_cluster:{TRAINED}").get_dataset(None, split="train", shuffle=False, seed=0)
+    got = sorted((ex["inputs"].decode(), ex["targets"].decode()) for ex in epoch.as_numpy_iterator())
+    trained = sorted(t for t, e in m.tasks.items() if e.cluster == TRAINED and e.written_by_split.get("train"))
+    assert got == sorted(p for t in trained for p in _task_texts(m, t, "train"))  # equal rates and counts: every record once
+    records = tf.data.Dataset.from_tensor_slices({"inputs": ["a1", "a2", "b1", "c1"], "targets": ["x"] * 4, "task": ["a", "a", "b", "c"]})
+    with seqio.utils.map_seed_manager(7):
+        drawn = [ex["inputs"].decode() for ex in at_task_rates(records, {"a": 2.0, "b": 0.0, "c": 1.0}).as_numpy_iterator()]
+    assert drawn == ["a1", "a1", "a2", "a2", "c1"]  # whole factors need no draw; a task outside the mix yields nothing
 
 
 def test_seqio_batches_the_mixture_with_a_sentencepiece_vocabulary(holdout_build: str, tmp_path: Path) -> None:
