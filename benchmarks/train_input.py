@@ -14,6 +14,7 @@ run on one machine.
 
     python benchmarks/train_input.py                      # 300 tasks x 60 instances, 4 MB shards, 20,000 examples
     python benchmarks/train_input.py --before /tmp/before --repeat 2
+    python benchmarks/train_input.py --seqio --before /tmp/before     # in an environment with seqio (docs/SEQIO.md)
 """
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def build_corpus(work: Path, tasks: int, instances: int, shard_bytes: int) -> Pa
     write_task_files(files, tasks, instances, seed=0)
     argv = [
         sys.executable, "-m", "flanforge.beam_pipelines.cli", "build", "--output", str(out), "--tasks", "niv2",
-        "--source", f"niv2={files}/*.json", "--formats", "parquet", "--few-shot", "0",
+        "--source", f"niv2={files}/*.json", "--formats", "parquet,tfrecord", "--few-shot", "0",
         "--target-shard-bytes", str(shard_bytes), "--no-progress", "--no-incremental",
     ]
     subprocess.run(argv, check=True, capture_output=True)
@@ -92,10 +93,29 @@ def draw(corpus: str, examples: int, seed: int) -> dict:
     }
 
 
-def measure(label: str, corpus: Path, examples: int, env: dict[str, str] | None) -> dict:
-    argv = [sys.executable, __file__, "--draw", str(corpus), "--examples", str(examples)]
+def draw_seqio(corpus: str, examples: int, seed: int) -> dict:
+    """In this process: draw `examples` from the corpus's seqio Mixture (seqio must be installed)."""
+    import seqio
+
+    from flanforge.training.seqio_tasks import register_corpus
+
+    started = time.perf_counter()
+    mixture = seqio.get_mixture_or_task(register_corpus(corpus))
+    dataset = mixture.get_dataset(None, split="train", shuffle=False, seed=seed)
+    drawn = sum(1 for _ in dataset.take(examples).as_numpy_iterator())
+    return {
+        "seconds": round(time.perf_counter() - started, 2), "seqio_tasks_mixed": len(mixture.tasks), "drawn": drawn,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def measure(label: str, corpus: Path, examples: int, env: dict[str, str] | None, seqio: bool = False) -> dict:
+    argv = [sys.executable, __file__, "--draw-seqio" if seqio else "--draw", str(corpus), "--examples", str(examples)]
     done = subprocess.run(argv, check=True, capture_output=True, text=True, env=env)
     result = {"label": label, **json.loads(done.stdout.strip().splitlines()[-1])}
+    if seqio:
+        print(f"  seqio, {label:<21} {result['seconds']:>7.2f} s  {result['seqio_tasks_mixed']} Tasks mixed  peak RSS {result['peak_rss_mb']} MB", flush=True)
+        return result
     print(
         f"  {label:<28} {result['seconds']:>7.2f} s  {result['reads']:>6} shard reads "
         f"({result['shards']} shards, at most {result['max_reads_of_a_shard']} of one)  "
@@ -114,10 +134,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="draws per code version, interleaved; the fastest is kept")
     parser.add_argument("--before", type=Path, help="also draw with this checkout of an earlier commit")
     parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument("--seqio", action="store_true", help="also draw through the seqio Mixture (seqio installed; docs/SEQIO.md)")
     parser.add_argument("--draw", help=argparse.SUPPRESS)
+    parser.add_argument("--draw-seqio", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.draw:
-        print(json.dumps(draw(args.draw, args.examples, seed=0)))
+    if args.draw or args.draw_seqio:
+        print(json.dumps(draw(args.draw, args.examples, seed=0) if args.draw else draw_seqio(args.draw_seqio, args.examples, seed=0)))
         return
     with tempfile.TemporaryDirectory(prefix="flanforge-train-input-") as tmp:
         work = Path(tmp)
@@ -130,7 +152,11 @@ def main() -> None:
         for _ in range(args.repeat):
             for label, env in versions:
                 runs[label].append(measure(label, corpus, args.examples, env))
+                if args.seqio:
+                    runs.setdefault(f"seqio {label}", []).append(measure(label, corpus, args.examples, env, seqio=True))
         best = {label: min(r, key=lambda x: x["seconds"]) for label, r in runs.items()}
+        if args.before and args.seqio:
+            print(f"seqio before -> after: {best['seqio before']['seconds']:.2f} -> {best['seqio this checkout']['seconds']:.2f} s")
         if args.before:
             now, then = best["this checkout"], best["before"]
             print(f"before -> after: {then['reads']} -> {now['reads']} shard reads, {then['seconds']:.2f} -> {now['seconds']:.2f} s, peak RSS {then['peak_rss_mb']} -> {now['peak_rss_mb']} MB")
