@@ -222,7 +222,9 @@ def test_the_trainer_mixes_as_the_build_recorded_and_a_held_out_cluster_leaves_i
     assert trainer(()) == pytest.approx({t: e.rate for t, e in m.tasks.items()})
     assert trainer(("nli",)) == pytest.approx({"sst2": 0.75, "p3_glue_sst2": 0.25})  # not 3:1 of their old rates
     assert mixture_weights({"rte": 4, "sst2": 4}, method="equal", collection_of=collection_of, collection_weights=weights) == {"rte": 0.5, "sst2": 0.5}
-    assert plan_corpus(m, prefix="ff_").rates == pytest.approx({"ff_" + t: e.rate for t, e in m.tasks.items()})
+    seqio_plan = plan_corpus(m, prefix="ff_")
+    assert seqio_plan.task_rates == pytest.approx({t: e.rate for t, e in m.tasks.items()})
+    assert seqio_plan.rates == pytest.approx({f"ff_cluster:{c.cluster}": sum(m.tasks[t].rate for t in c.factors) for c in seqio_plan.clusters})
 
 
 # --- the flan2022-lite recipe -------------------------------------------------------------------
