@@ -14,8 +14,8 @@ from flanforge.beam_pipelines.build import run_build_cli
 from flanforge.beam_pipelines.cli import main
 from flanforge.schemas.manifest import Manifest, read_manifest
 
-# One task of each collection that has demo rows (p3 has none bundled; dialog no tasks): a few seconds.
-FLAN2022_TASKS = "rte,aqua_rat,niv2"
+# One task of each collection that has demo rows (p3 has none bundled): a few seconds.
+FLAN2022_TASKS = "rte,aqua_rat,niv2,qrecc"
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_report_in_chromium(report):
 def test_collections_of_a_flan2022_lite_build_in_chromium(flan2022_report):
     path, manifest = flan2022_report
     summary = manifest.collections
-    assert len(summary) >= 4 and sum(1 for c in summary.values() if c["tasks"]) == 3
+    assert len(summary) >= 4 and sum(1 for c in summary.values() if c["tasks"]) == 4
     with browser_page() as (page, log):
         page.goto(path.as_uri())
         page.click('nav a[href="#collections"]')

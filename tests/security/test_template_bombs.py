@@ -453,7 +453,7 @@ def test_the_bundled_catalog_renders_exactly_as_with_jinjas_plain_sandbox(monkey
         ours, theirs = every_render(bounded[name]), every_render(plain[name])
         assert ours == theirs, name
         renders += len(ours)
-    assert len(catalog.tasks) == 72 and renders > 5000
+    assert len(catalog.tasks) == 74 and renders > 5000
 
 
 # --- which renders start a budget ------------------------------------------------------------------
