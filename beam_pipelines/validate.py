@@ -90,6 +90,9 @@ def run_preview(templates_dir: str | None, task: str, template: str | None, n: i
         for i in indices:
             header = f"=== {label} #{row_number} · template {ids[i]}"
             try:
+                if not compiled.applies(variables, i):
+                    print(f"{header} · skipped: the template's filter leaves this row out\n", file=out)
+                    continue
                 r = compiled.render(variables, i)
             except RenderError as e:
                 print(f"{header} · FAILED: {e}\n", file=out)

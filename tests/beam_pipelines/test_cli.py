@@ -37,6 +37,14 @@ def test_preview_shows_inputs_targets_and_options(templates_dir, capsys):
     assert main(["preview", "nope", "--templates", str(templates_dir)]) == 2
 
 
+def test_preview_says_where_a_templates_own_filter_skips_a_row_as_the_build_does(capsys):
+    # qrecc_10 rewrites a follow-up question: the first sample is an opening question, which it skips
+    assert main(["preview", "qrecc", "-n", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "template qrecc_10 · skipped: the template's filter leaves this row out" in out
+    assert "template qrecc_01 · zero_shot" in out
+
+
 def test_preview_renders_a_files_first_rows_for_a_task_without_samples(capsys):
     """An imported promptsource task has no sample rows: preview says how to show it, and does on a file's rows."""
     data = Path(__file__).resolve().parents[1] / "data" / "promptsource"
