@@ -1,6 +1,9 @@
 """docs/CATALOG.md, generated from the specs so it cannot go stale (a test compares the two)."""
 from __future__ import annotations
 
+import json
+import re
+
 from flanforge.beam_pipelines.catalog import Catalog
 
 HEADER = """\
@@ -10,10 +13,17 @@ Generated from `templates/` by `flanforge catalog --write docs/CATALOG.md`; do n
 """
 
 
+HUB_FILES = re.compile(r"hf://datasets/([^/@]+/[^/@]+)")
+
+
 def _source(spec) -> str:
     src = spec.source
-    where = f"{src.path}" + (f" / {src.name}" if src.name else "") if src.kind == "hf" else f"{src.kind} files"
-    return f"`{where}`"
+    if src.kind != "hf":
+        return f"`{src.kind} files`"
+    hub = HUB_FILES.search(json.dumps(src.data_files)) if src.data_files else None
+    if hub:  # a packaged builder (parquet, json) over a hub dataset's own files: name the dataset
+        return f"`{hub.group(1)}` ({src.path} files)"
+    return f"`{src.path}" + (f" / {src.name}" if src.name else "") + "`"
 
 
 def catalog_markdown(catalog: Catalog) -> str:
