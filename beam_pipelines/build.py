@@ -24,7 +24,6 @@ from flanforge.beam_pipelines.options import BuildOptions
 from flanforge.beam_pipelines.pipeline import BuildPlan, build_pipeline
 from flanforge.beam_pipelines.progress import ProgressOptions, progress_display, progress_wanted
 from flanforge.beam_pipelines.render import CompiledTask, compile_tasks
-from flanforge.beam_pipelines.selection import select_tasks
 from flanforge.beam_pipelines.runners import (
     DATAFLOW,
     DIRECT,
@@ -38,6 +37,7 @@ from flanforge.beam_pipelines.runners import (
 from flanforge.beam_pipelines.lock import output_lock
 from flanforge.beam_pipelines.manifest import AccountingError, DataQualityError
 from flanforge.beam_pipelines.publish import recover
+from flanforge.beam_pipelines.selection import select_tasks
 from flanforge.beam_pipelines.sources import SourceError, SourceShard, plan_reads, tasks_per_file
 from flanforge.beam_pipelines.storage import UNREACHABLE, delete_tree, unreachable
 from flanforge.schemas.files import join_path
