@@ -556,7 +556,10 @@ def load_catalog(templates_dir: str | Path | None = None) -> Catalog:
         if not _is_dir(root):
             raise SpecError([f"{root}: templates directory not found"])
     first, *later = folders
-    catalog = _whole_catalog(first) if templates_dir is None or _is_file(_join(first, CLUSTERS_FILE)) else _overlay(_whole_catalog(_root(None)), first)
+    if templates_dir is None or _is_file(_join(first, CLUSTERS_FILE)):
+        catalog = _whole_catalog(first)
+    else:
+        catalog = _overlay(_whole_catalog(_root(None)), first)
     for root in later:
         if _is_file(_join(root, CLUSTERS_FILE)):
             raise SpecError([f"{root}: has a {CLUSTERS_FILE}: only the first of several --templates directories may be a whole catalog"])
